@@ -216,9 +216,15 @@ def energy_uj(acc: torch.Tensor, hw: torch.Tensor) -> torch.Tensor:
 
 
 def evaluate(dims: torch.Tensor, strides: torch.Tensor, temporal: torch.Tensor,
-             spatial: torch.Tensor, rank: torch.Tensor, hw: torch.Tensor) -> ModelOutput:
-    """Latency, energy, access counts and tile sizes of a batch of (layer, mapping, hw)."""
-    caps = capacities(dims, strides, temporal, spatial)
+             spatial: torch.Tensor, rank: torch.Tensor, hw: torch.Tensor,
+             caps: dict[str, torch.Tensor] | None = None) -> ModelOutput:
+    """Latency, energy, access counts and tile sizes of a batch of (layer, mapping, hw).
+
+    ``caps`` may pass :func:`capacities` of the same batch when the caller already has them
+    (the search derives the hardware from them first).
+    """
+    if caps is None:
+        caps = capacities(dims, strides, temporal, spatial)
     acc = accesses(dims, strides, temporal, spatial, rank, caps)
     bounds = latency_bounds(acc, spatial, hw)
     return ModelOutput(

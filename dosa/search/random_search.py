@@ -1,0 +1,124 @@
+"""Random-search baseline of Fig. 7 (spec §6.1).
+
+For each of ``num_hw`` random hardware configs, draw ``mappings_per_layer`` random valid mappings
+per layer (the stand-in for Timeloop's random mapper), keep per layer the mapping of least
+per-layer EDP (cycles x energy, as the original does: not network-optimal), and score the network
+as (Σ count·cycles)(Σ count·energy) on that hardware. The best hardware wins. The hardware is the
+sampled one, not the minimal hardware of the chosen mappings.
+
+Sample accounting (paper): one hardware config with its random mappings counts as
+``mappings_per_layer`` samples (1000 in the paper). ``model_evals`` counts the layer-mapping
+evaluations actually made (fewer than layers x mappings_per_layer when a small hardware config
+leaves few valid mappings).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from dosa.hardware import Hardware
+from dosa.mapping import Mapping
+from dosa.model import evaluate
+from dosa.search.result import SearchResult, Trajectory, finish_result
+from dosa.search.sampler import random_hardware, sample_mappings
+from dosa.workload import Network
+
+log = logging.getLogger(__name__)
+
+
+def _positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+Samples = list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+"""Per layer, candidate mappings as (temporal, spatial, rank) int arrays [m_l, 4, 7]."""
+
+
+def evaluate_samples(network: Network, hw: Hardware, samples: Samples
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Cycles and energy (µJ) of every layer's candidates on ``hw``, in one batched model call.
+
+    Returns two flat arrays ordered layer by layer (layer 0's m_0 rows first).
+    """
+    sizes = [len(t) for t, _, _ in samples]
+    temporal = np.concatenate([t for t, _, _ in samples]).astype(np.float64)
+    spatial = np.concatenate([s for _, s, _ in samples]).astype(np.float64)
+    rank = np.concatenate([r for _, _, r in samples])
+    layer_idx = np.repeat(np.arange(len(samples)), sizes)
+    dims = torch.from_numpy(network.dims_array().astype(np.float64)[layer_idx])
+    strides = torch.from_numpy(network.strides_array().astype(np.float64)[layer_idx])
+    hw_t = torch.tensor([hw.as_tuple()], dtype=torch.float64).expand(len(layer_idx), 3)
+    with torch.no_grad():
+        out = evaluate(dims, strides, torch.from_numpy(temporal), torch.from_numpy(spatial),
+                       torch.from_numpy(rank), hw_t)
+    cycles, energy = out.cycles.numpy(), out.energy_uj.numpy()
+    if not (np.all(np.isfinite(cycles)) and np.all(np.isfinite(energy))):
+        raise FloatingPointError(f"model returned non-finite cycles/energy on {hw}")
+    return cycles, energy
+
+
+def pick_best(samples: Samples, cycles: np.ndarray, energy: np.ndarray
+              ) -> tuple[list[Mapping], np.ndarray, np.ndarray]:
+    """Per layer, the candidate of least per-layer EDP (cycles x energy; first one on ties).
+
+    ``cycles``/``energy`` are flat, ordered as :func:`evaluate_samples` returns them.
+    """
+    sizes = [len(t) for t, _, _ in samples]
+    layer_idx = np.repeat(np.arange(len(samples)), sizes)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    # Segment-wise argmin without a Python loop over mappings: sort by (layer, EDP), take firsts.
+    order = np.lexsort((cycles * energy, layer_idx))
+    best = order[np.searchsorted(layer_idx[order], np.arange(len(samples)))]
+    local = best - starts
+    mappings = [Mapping(t[i], s[i], r[i]) for (t, s, r), i in zip(samples, local, strict=True)]
+    return mappings, cycles[best], energy[best]
+
+
+def network_edp(network: Network, cycles: np.ndarray, energy: np.ndarray) -> float:
+    """(Σ count·cycles)(Σ count·energy) in µJ·cycles."""
+    counts = network.counts_array().astype(np.float64)
+    return float(np.sum(counts * cycles) * np.sum(counts * energy))
+
+
+def random_search(network: Network, seed: int, *, num_hw: int = 10,
+                  mappings_per_layer: int = 1000, pe_dim: int | None = None,
+                  progress: bool = False, checkpoint_dir: Path | None = None) -> SearchResult:
+    """Random hardware x random mappings baseline (spec §6.1); deterministic in ``seed``.
+
+    ``pe_dim`` fixes the PE array side (FireSim mode). ``checkpoint_dir`` is accepted for the
+    common method signature but unused: a full run takes seconds.
+    """
+    num_hw = _positive_int("num_hw", num_hw)
+    mappings_per_layer = _positive_int("mappings_per_layer", mappings_per_layer)
+    del checkpoint_dir
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    hws = random_hardware(rng, num_hw, pe_dim=pe_dim)
+    traj = Trajectory()
+    best: tuple[float, Hardware, list[Mapping]] | None = None
+    evals = 0
+    for i, hw in enumerate(tqdm(hws, desc=f"random {network.name}", disable=not progress)):
+        samples = [sample_mappings(layer, hw, mappings_per_layer, rng) for layer in network]
+        cycles, energy = evaluate_samples(network, hw, samples)
+        evals += len(cycles)
+        mappings, cycles, energy = pick_best(samples, cycles, energy)
+        edp = network_edp(network, cycles, energy)
+        log.debug("random hw %d/%d %s: network EDP %.4g", i + 1, num_hw, hw, edp)
+        traj.record((i + 1) * mappings_per_layer, edp)
+        if best is None or edp < best[0]:
+            best = (edp, hw, mappings)
+    assert best is not None
+    config = {"num_hw": num_hw, "mappings_per_layer": mappings_per_layer, "pe_dim": pe_dim}
+    return finish_result(method="random", seed=seed, network=network, hardware=best[1],
+                         mappings=best[2], samples=num_hw * mappings_per_layer,
+                         model_evals=evals, wall_s=time.perf_counter() - t0, trajectory=traj,
+                         config=config,
+                         extra={"hardware_tried": [h.to_dict() for h in hws]})

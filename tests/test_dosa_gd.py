@@ -1,0 +1,121 @@
+"""DOSA gradient search: determinism, validity, constraints, CLI outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dosa.cli import main as cli_main
+from dosa.evaluation import score_network
+from dosa.mapping import parse_mapping
+from dosa.search.dosa_gd import DosaConfig, dosa_search
+from dosa.search.result import MAPPING_COLUMNS, SearchResult
+from dosa.workload import Layer, Network, load_network
+
+SMALL = {"starts": 2, "steps": 24, "round_every": 8}
+
+
+@pytest.fixture(scope="module")
+def bert() -> Network:
+    return load_network("bert")
+
+
+def test_same_seed_same_numbers_and_different_seeds_differ(bert: Network) -> None:
+    a = dosa_search(bert, 0, **SMALL).to_json()
+    b = dosa_search(bert, 0, **SMALL).to_json()
+    c = dosa_search(bert, 1, **SMALL).to_json()
+    for key in ("hardware", "cycles", "energy_uj", "edp", "samples", "trajectory"):
+        assert a[key] == b[key], key
+    assert (a["hardware"], a["edp"]) != (c["hardware"], c["edp"])
+
+
+@pytest.mark.parametrize("variant", ["paper", "improved"])
+def test_result_is_valid_and_exactly_scored(bert: Network, variant: str) -> None:
+    res = dosa_search(bert, 3, variant=variant, **SMALL)
+    for layer, m in zip(bert.layers, res.mappings, strict=True):
+        parse_mapping(m.to_string()).check(layer, res.hardware)
+    score = score_network(bert, res.mappings, res.hardware)
+    assert score.edp == pytest.approx(res.edp, rel=1e-12)
+    counts = bert.counts_array()
+    assert res.edp == pytest.approx(np.dot(counts, res.layer_cycles)
+                                    * np.dot(counts, res.layer_energy_uj), rel=1e-12)
+    # sample accounting: one per step per start, plus one per start point
+    assert res.samples == SMALL["starts"] * (SMALL["steps"] + 1)
+    assert res.trajectory[-1][0] == res.samples
+    edps = [e for _, e in res.trajectory]
+    assert edps == sorted(edps, reverse=True)
+
+
+def test_search_improves_on_its_start_points() -> None:
+    net = load_network("resnet50")
+    res = dosa_search(net, 0, starts=1, steps=60, round_every=20, variant="improved")
+    history = res.extra["starts"][0]["history"]
+    assert min(e for _, e in history[1:]) < history[0][1]
+
+
+def test_hardware_bounds_are_honoured(bert: Network) -> None:
+    res = dosa_search(bert, 0, max_pe_dim=8, max_sp_kb=64, max_acc_kb=16, **SMALL)
+    assert res.hardware.pe_dim <= 8
+    assert res.hardware.sp_kb <= 64 and res.hardware.acc_kb <= 16
+    res = dosa_search(bert, 0, max_area_mm2=0.5, **SMALL)
+    assert res.area_mm2 <= 0.5
+
+
+def test_fixed_pe_dim(bert: Network) -> None:
+    res = dosa_search(bert, 0, pe_dim=16, **SMALL)
+    assert res.hardware.pe_dim == 16
+
+
+@pytest.mark.parametrize("bad", [{"variant": "fast"}, {"starts": 0}, {"lr": -1.0},
+                                 {"start": "cosa"}, {"max_sp_kb": float("nan")}])
+def test_bad_options_name_the_field(bad: dict) -> None:
+    field = next(iter(bad))
+    with pytest.raises(ValueError, match=field):
+        DosaConfig(**bad)
+
+
+@pytest.mark.parametrize("layers", [
+    [Layer("only", C=64, K=32, P=8, Q=8, R=3, S=3)],
+    [Layer("fc1", C=256, K=512, P=128), Layer("fc2", C=512, K=10, count=3)],
+    [Layer("s2", C=16, K=32, P=14, Q=14, R=3, S=3, Wstride=2, Hstride=2),
+     Layer("pw", C=32, K=64, P=14, Q=14)],
+])
+def test_small_and_unusual_networks_search(layers: list[Layer]) -> None:
+    net = Network("custom", tuple(layers))
+    res = dosa_search(net, 0, starts=1, steps=10, round_every=5)
+    for layer, m in zip(net.layers, res.mappings, strict=True):
+        m.check(layer, res.hardware)
+    assert np.isfinite(res.edp) and res.edp > 0
+
+
+def test_cli_search_writes_result_and_resumes(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    args = ["search", "--workload", "bert", "--method", "dosa", "--seed", "0", "--out",
+            str(out), "--starts", "1", "--steps", "6", "--round-every", "3", "--quiet"]
+    assert cli_main(args) == 0
+    data = json.loads((out / "result.json").read_text())
+    for key in ("method", "seed", "workload", "hardware", "cycles", "energy_uj", "edp",
+                "area_mm2", "samples", "wall_s", "trajectory"):
+        assert key in data
+    assert set(data["hardware"]) == {"pe_dim", "sp_kb", "acc_kb"}
+    frame = pd.read_csv(out / "mappings.csv")
+    assert list(frame.columns) == MAPPING_COLUMNS
+    assert data["edp"] == pytest.approx((frame["count"] * frame["cycles"]).sum()
+                                        * (frame["count"] * frame["energy_uj"]).sum(), rel=1e-9)
+    before = (out / "result.json").stat().st_mtime_ns
+    assert cli_main(args) == 0  # complete result with the same config: loaded, not recomputed
+    assert (out / "result.json").stat().st_mtime_ns == before
+    assert SearchResult.read(out).edp == data["edp"]
+
+
+def test_cli_rejects_malformed_workload_before_searching(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("layers:\n  - {name: a, C: 0, K: 4}\n")
+    out = tmp_path / "run"
+    code = cli_main(["search", "--workload", str(bad), "--out", str(out), "--quiet"])
+    assert code == 2
+    assert not out.exists()
