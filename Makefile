@@ -41,7 +41,7 @@ nb-%: $(STAMP)
 	$(MAKE) $(filter artifacts/$*%,$(EXECUTED))
 
 claims: $(STAMP)
-	$(BIN)/python -m dosa.claims
+	$(BIN)/python -m dosa.claims --update-readme README.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check dosa tests benchmarks

@@ -232,19 +232,38 @@ def format_claims_table(df: pd.DataFrame) -> str:
     return "\n".join([line(header), rule, *(line(r) for r in rows)])
 
 
+README_START = "<!-- claims:start -->"
+README_END = "<!-- claims:end -->"
+
+
+def render_readme(readme: str, table: str) -> str:
+    """``readme`` with the text between the claims markers replaced by ``table``."""
+    if README_START not in readme or README_END not in readme:
+        raise ValueError(f"README lacks the markers {README_START} ... {README_END}")
+    head, rest = readme.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    return f"{head}{README_START}\n{table}\n{README_END}{tail}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m dosa.claims``: print the claims table."""
     parser = argparse.ArgumentParser(
         prog="python -m dosa.claims", description="Print the measured-vs-paper claims table."
     )
     parser.add_argument("--path", type=Path, default=None, help="claims.json to read")
+    parser.add_argument("--update-readme", type=Path, default=None, metavar="README",
+                        help="also write the table between the claims markers of README")
     args = parser.parse_args(argv)
     target = args.path if args.path is not None else claims_path()
     df = claims_table(target)
     if df.empty:
         print(f"no claims recorded in {target}", file=sys.stderr)
         return 0
-    print(format_claims_table(df))
+    table = format_claims_table(df)
+    print(table)
+    if args.update_readme is not None:
+        readme = args.update_readme
+        atomic_write_text(readme, render_readme(readme.read_text(), table))
     return 0
 
 

@@ -125,3 +125,29 @@ def score_network(network: Network, mappings: Sequence[Mapping], hardware: Hardw
     out = evaluate_layers(network.layers, mappings, hardware)
     return NetworkScore.from_layers(network.counts_array().astype(np.float64),
                                     out.cycles.numpy(), out.energy_uj.numpy())
+
+
+def design_frame(network: Network, mappings: Sequence[Mapping], hardware: Hardware,
+                 cycles: Sequence[float] | None = None) -> pd.DataFrame:
+    """A design in the published CSV format (one row per unique layer), e.g. for FireSim.
+
+    ``target.*`` hold the model's cycles and energy (µJ), EDP in J·cycles as published, and the
+    area model's mm²; ``cycles`` may override the cycle column (a learned predictor's).
+    """
+    out = evaluate_layers(network.layers, mappings, hardware)
+    cyc = out.cycles.numpy() if cycles is None else np.asarray(cycles, dtype=np.float64)
+    energy = out.energy_uj.numpy()
+    rows = []
+    for layer, m, c, e in zip(network.layers, mappings, cyc, energy, strict=True):
+        row: dict[str, object] = {"target.cycle": c, "target.energy": e,
+                                  "target.edp": c * e * 1e-6,
+                                  "target.area": hardware.area_mm2(),
+                                  "mapping.mapping": m.to_string()}
+        row |= hardware.to_arch_columns()
+        row |= {"prob.shape": "cnn-layer", "prob.C": layer.C, "prob.Hdilation": 1,
+                "prob.Hstride": layer.Hstride, "prob.K": layer.K, "prob.N": layer.N,
+                "prob.P": layer.P, "prob.Q": layer.Q, "prob.R": layer.R, "prob.S": layer.S,
+                "prob.Wdilation": 1, "prob.Wstride": layer.Wstride,
+                "layer": layer.name, "count": layer.count}
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -32,3 +32,16 @@ def test_ci_runs_the_readme_test_command() -> None:
     readme = (ROOT / "README.md").read_text()
     assert "make test" in readme and "make reproduce" in readme
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_claims_table_matches_artifacts() -> None:
+    """The README shows exactly the claims the committed artifacts hold."""
+    from dosa.claims import README_END, README_START, claims_table, format_claims_table
+
+    claims = ROOT / "artifacts" / "claims.json"
+    readme = (ROOT / "README.md").read_text()
+    assert README_START in readme and README_END in readme
+    if not claims.exists():
+        return
+    block = readme.split(README_START, 1)[1].split(README_END, 1)[0].strip()
+    assert block == format_claims_table(claims_table(claims)).strip()

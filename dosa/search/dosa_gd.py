@@ -236,27 +236,42 @@ def _network_edp(counts: np.ndarray, cycles: np.ndarray, energy: np.ndarray) -> 
 
 def _order_search(problem: _Problem, mappings: list[Mapping], predictor: Any
                   ) -> tuple[list[Mapping], int]:
-    """Greedy per-layer choice among the canonical DRAM orders (spec §5.7), exact scores.
+    """Greedy per-layer choice among the canonical DRAM orders by exact network EDP (§5.7).
 
-    Loop orders do not change tile sizes, so the min-HW is the same for every candidate.
+    Loop orders do not change tile sizes, so the min-HW - and the other layers' scores - stay
+    fixed while one layer's order is chosen. (Trying every order of the DRAM loops instead of
+    the three canonical ones found the same designs on ResNet-50 and BERT, so it is not offered.)
     """
-    n_layers = problem.layers
-    orders = list(DRAM_ORDERS.values())
-    variants = mappings + [m.with_order(3, o) for o in orders for m in mappings]
-    cyc, en, _ = _exact(problem, variants, predictor)  # [1 + orders, L]
     counts = problem.counts.numpy()
+    cur_c, cur_e, hw = _exact(problem, mappings, predictor)
+    cur_c, cur_e = cur_c[0].copy(), cur_e[0].copy()
+    variants, owner = [], []
+    for i, m in enumerate(mappings):
+        for order in DRAM_ORDERS.values():
+            variants.append(m.with_order(3, order))
+            owner.append(i)
+    owner_t = torch.tensor(owner)
+    t, s, r = stack_mappings(variants)
+    hw_rows = torch.from_numpy(hw).expand(len(variants), 3)
+    dims, strides = problem.base_dims[owner_t], problem.base_strides[owner_t]
+    with torch.no_grad():
+        out = evaluate(dims, strides, t, s, r, hw_rows)
+        cyc = out.cycles if predictor is None else predictor(dims, strides, t, s, r, hw_rows, out)
+    cyc, en = cyc.numpy(), out.energy_uj.numpy()
+    owner_np = np.asarray(owner)
     chosen = list(mappings)
-    c_cur, e_cur = cyc[0].copy(), en[0].copy()
-    best = _network_edp(counts, c_cur, e_cur)
-    for layer in range(n_layers):
-        for k in range(1, len(orders) + 1):
-            c_try, e_try = c_cur.copy(), e_cur.copy()
-            c_try[layer], e_try[layer] = cyc[k, layer], en[k, layer]
-            value = _network_edp(counts, c_try, e_try)
-            if value < best:
-                best, c_cur, e_cur = value, c_try, e_try
-                chosen[layer] = variants[k * n_layers + layer]
-    return chosen, len(variants)
+    for layer in range(len(mappings)):
+        idx = np.nonzero(owner_np == layer)[0]
+        other_c = (counts * cur_c).sum() - counts[layer] * cur_c[layer]
+        other_e = (counts * cur_e).sum() - counts[layer] * cur_e[layer]
+        n = counts[layer]
+        value = (other_c + n * cyc[idx]) * (other_e + n * en[idx])
+        current = (other_c + n * cur_c[layer]) * (other_e + n * cur_e[layer])
+        k = int(np.argmin(value))
+        if value[k] < current:
+            chosen[layer] = variants[idx[k]]
+            cur_c[layer], cur_e[layer] = cyc[idx[k]], en[idx[k]]
+    return chosen, len(variants) + len(mappings)
 
 
 def _load_predictor(spec: str | None) -> Any:

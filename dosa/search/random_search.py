@@ -26,7 +26,7 @@ from dosa.hardware import Hardware
 from dosa.mapping import Mapping
 from dosa.model import evaluate
 from dosa.search.result import SearchResult, Trajectory, finish_result
-from dosa.search.sampler import random_hardware, sample_mappings
+from dosa.search.sampler import random_hardware, sample_mappings, single_threaded
 from dosa.workload import Network
 
 log = logging.getLogger(__name__)
@@ -105,16 +105,17 @@ def random_search(network: Network, seed: int, *, num_hw: int = 10,
     traj = Trajectory()
     best: tuple[float, Hardware, list[Mapping]] | None = None
     evals = 0
-    for i, hw in enumerate(tqdm(hws, desc=f"random {network.name}", disable=not progress)):
-        samples = [sample_mappings(layer, hw, mappings_per_layer, rng) for layer in network]
-        cycles, energy = evaluate_samples(network, hw, samples)
-        evals += len(cycles)
-        mappings, cycles, energy = pick_best(samples, cycles, energy)
-        edp = network_edp(network, cycles, energy)
-        log.debug("random hw %d/%d %s: network EDP %.4g", i + 1, num_hw, hw, edp)
-        traj.record((i + 1) * mappings_per_layer, edp)
-        if best is None or edp < best[0]:
-            best = (edp, hw, mappings)
+    with single_threaded():
+        for i, hw in enumerate(tqdm(hws, desc=f"random {network.name}", disable=not progress)):
+            samples = [sample_mappings(layer, hw, mappings_per_layer, rng) for layer in network]
+            cycles, energy = evaluate_samples(network, hw, samples)
+            evals += len(cycles)
+            mappings, cycles, energy = pick_best(samples, cycles, energy)
+            edp = network_edp(network, cycles, energy)
+            log.debug("random hw %d/%d %s: network EDP %.4g", i + 1, num_hw, hw, edp)
+            traj.record((i + 1) * mappings_per_layer, edp)
+            if best is None or edp < best[0]:
+                best = (edp, hw, mappings)
     assert best is not None
     config = {"num_hw": num_hw, "mappings_per_layer": mappings_per_layer, "pe_dim": pe_dim}
     return finish_result(method="random", seed=seed, network=network, hardware=best[1],

@@ -24,10 +24,13 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from dosa.hardware import Hardware
 from dosa.mapping import (
@@ -71,6 +74,23 @@ _SLOTS: dict[int, tuple[tuple[int, int], ...]] = {
 #: Largest batch drawn in one rejection round (memory: ~1 KB per row in the model).
 MAX_ROUND = 200_000
 DEFAULT_MAX_TRIES = 50
+
+
+@contextmanager
+def single_threaded() -> Iterator[None]:
+    """Run torch and BLAS on one thread inside the block, restoring the settings after.
+
+    The baselines work on small batches (thousands of rows, 100x100 GP matrices) where extra
+    threads only add synchronisation; on a busy 2-core machine spinning threads made them 3-30x
+    slower. Scoped, so the caller's settings (e.g. for DOSA's large batches) are untouched.
+    """
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield
+    finally:
+        torch.set_num_threads(torch_threads)
 
 
 def random_hardware(rng: np.random.Generator, n: int, *, pe_dim: int | None = None
