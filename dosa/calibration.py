@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from dosa.data import FIRESIM_TEST_PREDICTORS, load_firesim_test
-from dosa.evaluation import parse_mapping_column
+from dosa.data import FIRESIM_TEST_PREDICTORS, load_firesim_test, load_firesim_training
+from dosa.evaluation import evaluate_layers, parse_mapping_column
 from dosa.hardware import DOSA_BASE, GEMMINI_DEFAULT, Hardware, hardware_from_arch_columns
 from dosa.learned import layer_keys
 from dosa.mapping import (
@@ -42,7 +43,6 @@ from dosa.mapping import (
     order_to_rank,
     round_mapping,
 )
-from dosa.model import evaluate
 from dosa.workload import DIMS, Layer, Network, load_network
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,7 @@ __all__ = [
     "fig12_table",
     "fig12_workload",
     "parse_auto_tiling",
+    "learned_search_table",
 ]
 
 FIG12_WORKLOADS: tuple[str, ...] = ("resnet50", "bert", "unet", "retinanet")
@@ -155,13 +156,8 @@ def assign_workloads(frame: pd.DataFrame,
 def _energies(layers: Sequence[Layer], mappings: Sequence[Mapping],
               hw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Model energy (µJ) and cycles per layer; ``hw`` [L, 3]."""
-    dims = torch.tensor([lay.dims for lay in layers], dtype=torch.float64)
-    strides = torch.tensor([lay.strides for lay in layers], dtype=torch.float64)
-    t = torch.tensor(np.stack([m.temporal for m in mappings]), dtype=torch.float64)
-    s = torch.tensor(np.stack([m.spatial for m in mappings]), dtype=torch.float64)
-    r = torch.tensor(np.stack([m.rank for m in mappings]))
-    with torch.no_grad():
-        out = evaluate(dims, strides, t, s, r, torch.as_tensor(hw, dtype=torch.float64))
+    out = evaluate_layers(layers, mappings, [Hardware(int(p), float(s), float(a))
+                                             for p, s, a in np.asarray(hw)])
     return out.energy_uj.numpy(), out.cycles.numpy()
 
 
@@ -242,3 +238,74 @@ def fig12_summary(table: pd.DataFrame) -> pd.DataFrame:
                          "geomean": float(np.exp(np.log(vals).mean())),
                          "n_workloads": int(len(vals))})
     return pd.DataFrame(rows)
+
+
+def ensure_predictor(kind: str, profile: str) -> Any:
+    """The trained predictor of notebook 04 (artifacts/models/<kind>.pt).
+
+    In the smoke profile a missing model is replaced by a tiny one trained in seconds (and saved
+    in the smoke artifacts folder), so notebook 05 also runs on its own; in the full profile a
+    missing model is an error that says to run notebook 04.
+    """
+    from dosa.claims import artifacts_dir
+    from dosa.learned import TrainConfig, load_predictor, save_predictor, train_predictor
+
+    path = artifacts_dir() / "models" / f"{kind}.pt"
+    if path.is_file():
+        return load_predictor(path)
+    if profile != "smoke":
+        raise FileNotFoundError(f"no trained {kind!r} predictor at {path}: run notebook 04 "
+                                "first (make nb-04)")
+    config = TrainConfig(max_steps=30, eval_every=10, patience=20, n_members=1, hidden=(16,))
+    predictor, _ = train_predictor(kind, load_firesim_training(), split="none", seed=0,
+                                   config=config)
+    save_predictor(predictor, path, metadata={"trained_on": "smoke profile (tiny)"})
+    return load_predictor(path)
+
+
+def learned_search_table(profile: str, *, seed: int = 0,
+                         workloads: Sequence[str] = FIG12_WORKLOADS,
+                         default_hw: Hardware = DOSA_BASE) -> tuple[pd.DataFrame, dict]:
+    """DOSA searched with the learned "both" latency predictor at pe_dim 16 (spec §8.2).
+
+    For each workload: the search run (``dosa-both-pe16`` of :data:`dosa.experiments.BUDGETS`),
+    and the Gemmini default (auto-tiled mappings of the published test file on ``default_hw``),
+    both scored with the *same* predictor for latency and the model for energy. Returns the
+    table and, per workload, the found design in the published CSV format (FireSim-ready).
+    """
+    from dosa.evaluation import design_frame, layer_tensors
+    from dosa.experiments import run_label
+    from dosa.mapping import stack_mappings
+
+    predictor = ensure_predictor("both", profile)
+    blocks = assign_workloads(load_firesim_test("both"), workloads)
+    records, designs = [], {}
+    for w in workloads:
+        network = load_network(w)
+        layers = list(network.layers)
+        counts = network.counts_array().astype(np.float64)
+        res = run_label("dosa-both-pe16", w, seed, profile, experiment="fig12")
+        auto = [auto_tiling_mapping(lay, t)
+                for lay, t in zip(layers, blocks[w][AUTO_TILING_COLUMN].tolist(), strict=True)]
+        scores = {}
+        for name, maps, hw in (("dosa", res.mappings, res.hardware), ("default", auto, default_hw)):
+            out = evaluate_layers(layers, maps, hw)
+            dims, strides = layer_tensors(layers)
+            t, s, r = stack_mappings(maps)
+            hw_rows = torch.tensor([hw.as_tuple()] * len(layers), dtype=torch.float64)
+            with torch.no_grad():
+                cyc = predictor(dims, strides, t, s, r, hw_rows, out).numpy()
+            scores[name] = (float(counts @ cyc), float(counts @ out.energy_uj.numpy()), cyc)
+        (dc, de, dcyc), (bc, be, _) = scores["dosa"], scores["default"]
+        designs[w] = design_frame(network, res.mappings, res.hardware, cycles=dcyc)
+        records.append({"workload": w, "pe_dim": res.hardware.pe_dim,
+                        "sp_kb": res.hardware.sp_kb, "acc_kb": res.hardware.acc_kb,
+                        "dosa_pred_cycles": dc, "dosa_energy_uj": de,
+                        "default_pred_cycles": bc, "default_energy_uj": be,
+                        "pred_speedup": bc / dc, "energy_ratio": be / de,
+                        "pred_edp_improvement": (bc * be) / (dc * de),
+                        "search_wall_s": res.wall_s})
+    table = pd.DataFrame(records)
+    if not np.all(np.isfinite(table.select_dtypes("number").to_numpy())):
+        raise FloatingPointError("non-finite value in the learned-search table")
+    return table, designs

@@ -39,7 +39,8 @@ METHODS = {
 #: Named run configurations ("labels") shared by the notebooks, per profile. A label maps to a
 #: method and its keyword arguments; notebooks 02 and 03 ask for the same labels, so they share
 #: the stored runs. Full budgets are the paper's (spec §5.10, §6): ~10,000 samples per method.
-LABELS = {"dosa": "dosa", "dosa-improved": "dosa", "random": "random", "bo": "bo"}
+LABELS = {"dosa": "dosa", "dosa-improved": "dosa", "random": "random", "bo": "bo",
+          "dosa-both-pe16": "dosa"}
 #: DOSA derives its hardware; to compare at equal design space it is bounded by the largest
 #: configuration the baselines may sample (pe_dim 128, 2048 KB buffers, spec §1.2).
 SPACE_BOUNDS = {"max_pe_dim": 128, "max_sp_kb": 2048.0, "max_acc_kb": 2048.0}
@@ -51,6 +52,10 @@ BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
                           "variant": "improved", **SPACE_BOUNDS},
         "random": {"num_hw": 10, "mappings_per_layer": 1000},
         "bo": {"num_hw": 100},
+        # FireSim setting (spec §8.2): 16x16 array, latency from the learned "both" predictor
+        "dosa-both-pe16": {"starts": 7, "steps": 1490, "round_every": 100,
+                           "variant": "improved", "pe_dim": 16, "predictor": "both",
+                           "max_sp_kb": 2048.0, "max_acc_kb": 2048.0},
     },
     "smoke": {
         "dosa": {"starts": 1, "steps": 30, "round_every": 10, "variant": "paper",
@@ -60,6 +65,9 @@ BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
         "random": {"num_hw": 2, "mappings_per_layer": 50},
         "bo": {"num_hw": 4, "initial_hw": 2, "mappings_per_hw": 20,
                "candidates_per_layer": 100, "top_k": 5},
+        "dosa-both-pe16": {"starts": 1, "steps": 20, "round_every": 10, "variant": "improved",
+                           "pe_dim": 16, "predictor": "both", "max_sp_kb": 2048.0,
+                           "max_acc_kb": 2048.0},
     },
 }
 WORKLOADS = {"full": ("resnet50", "bert", "unet", "retinanet"), "smoke": ("bert",)}

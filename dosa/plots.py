@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -12,16 +14,22 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from dosa.claims import artifacts_dir  # noqa: E402
+from dosa.claims import ARTIFACTS_DIR_ENV, artifacts_dir  # noqa: E402
 from dosa.io import atomic_write_bytes, atomic_write_text  # noqa: E402
 
 PROFILES = ("smoke", "full")
 
 
 def check_profile(profile: str) -> str:
-    """Notebook parameter check: the run profile must be one of PROFILES."""
+    """Notebook parameter check: the run profile must be one of PROFILES.
+
+    A smoke run never writes into the real artifacts: unless ``DOSA_ARTIFACTS_DIR`` already
+    points somewhere (``make test`` points it into build/), it gets a fresh temporary folder.
+    """
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+    if profile == "smoke" and not os.environ.get(ARTIFACTS_DIR_ENV):
+        os.environ[ARTIFACTS_DIR_ENV] = tempfile.mkdtemp(prefix="dosa-smoke-")
     return profile
 
 

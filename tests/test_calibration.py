@@ -117,3 +117,28 @@ def test_fig12_reproduces_recovered_numbers():
     assert s.loc[("both", "edp_improvement@256/64"), "mean"] == pytest.approx(1.93, rel=0.01)
     assert s.loc[("both", "edp_improvement@256/64"), "geomean"] == pytest.approx(1.85, rel=0.01)
     assert np.all(np.isfinite(table.select_dtypes("number").to_numpy()))
+
+
+@pytest.mark.data
+@needs_data
+@pytest.mark.skipif(not data.available("firesim_training"),
+                    reason="FireSim training data not available (set DOSA_DATA_DIR)")
+def test_learned_search_exports_valid_firesim_designs(tmp_path, monkeypatch) -> None:
+    """DOSA with the (tiny, smoke) learned predictor at pe_dim 16 on BERT, end to end."""
+    from dosa.calibration import learned_search_table
+    from dosa.evaluation import evaluate_frame
+
+    monkeypatch.setenv("DOSA_ARTIFACTS_DIR", str(tmp_path))
+    table, designs = learned_search_table("smoke", workloads=("bert",))
+    assert list(table.workload) == ["bert"]
+    row = table.iloc[0]
+    assert row.pe_dim == 16
+    assert np.isfinite(row.pred_edp_improvement) and row.pred_edp_improvement > 0
+    frame = designs["bert"]
+    bert = load_network("bert")
+    assert len(frame) == len(bert.layers)
+    for layer, text in zip(bert.layers, frame["mapping.mapping"], strict=True):
+        parse_mapping(text).check(layer)
+    rescored = evaluate_frame(frame)
+    np.testing.assert_allclose(rescored["model.energy"], frame["target.energy"], rtol=1e-12)
+    assert (tmp_path / "models" / "both.pt").is_file()  # the smoke predictor was trained

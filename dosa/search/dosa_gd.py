@@ -275,11 +275,18 @@ def _order_search(problem: _Problem, mappings: list[Mapping], predictor: Any
 
 
 def _load_predictor(spec: str | None) -> Any:
+    """None/"analytical" -> the model's own latency; "dnn"/"both" -> the predictor trained by
+    notebook 04 (artifacts/models/<name>.pt); anything else -> a saved predictor file."""
     if spec is None or spec == "analytical":
         return None
+    from dosa.claims import artifacts_dir
     from dosa.learned import load_predictor
 
-    predictor = load_predictor(Path(spec))
+    path = artifacts_dir() / "models" / f"{spec}.pt" if spec in ("dnn", "both") else Path(spec)
+    if not path.is_file():
+        raise ValueError(f"predictor {spec!r}: no trained model at {path}; train it with "
+                         "notebook 04 (make nb-04) or pass the path of a saved predictor")
+    predictor = load_predictor(path)
     for p in getattr(predictor, "parameters", lambda: [])():
         p.requires_grad_(False)
     if hasattr(predictor, "eval"):
