@@ -20,7 +20,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     src = Path(args.csv)
     if not src.is_file():
-        raise SystemExit(f"dosa evaluate: input CSV {src} does not exist")
+        raise FileNotFoundError(f"input CSV {src} does not exist")
     frame = pd.read_csv(src)
     scored = evaluate_frame(frame, source=str(src))
     out = pd.concat([frame.drop(columns=[c for c in scored.columns if c in frame.columns]),

@@ -61,9 +61,13 @@ def evaluate_frame(frame: pd.DataFrame, source: str = "frame") -> pd.DataFrame:
         bad = np.argwhere(~(np.isfinite(probs) & (probs >= 1) & (probs == np.round(probs))))[0]
         raise ValueError(f"{source}: row {bad[0]} column {PROBLEM_COLUMNS[bad[1]]} must be a "
                          f"positive integer, got {probs[bad[0], bad[1]]}")
+    for col in ARCH_COLUMNS:
+        values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=np.float64)
+        bad = np.nonzero(~np.isfinite(values) | (values <= 0))[0]
+        if bad.size:
+            raise ValueError(f"{source}: row {int(bad[0])} column {col} must be a positive "
+                             f"number, got {frame[col].iloc[int(bad[0])]!r}")
     hw = hardware_from_arch_columns(frame)
-    if np.any(~np.isfinite(hw)) or np.any(hw <= 0):
-        raise ValueError(f"{source}: arch columns give a non-positive hardware size")
     mappings = parse_mapping_column(frame[MAPPING_COLUMN].tolist())
     t, s, r = stack_mappings(mappings)
     dims = torch.from_numpy(probs[:, :7].copy())

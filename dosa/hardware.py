@@ -88,7 +88,10 @@ class Hardware:
         missing = allowed - set(data)
         if missing:
             raise HardwareError(f"missing hardware field(s) {sorted(missing)}")
-        return cls(int(data["pe_dim"]), float(data["sp_kb"]), float(data["acc_kb"]))
+        pe = data["pe_dim"]
+        if isinstance(pe, float) and pe.is_integer():
+            pe = int(pe)  # JSON may carry 16.0
+        return cls(pe, data["sp_kb"], data["acc_kb"])
 
     def area_mm2(self) -> float:
         """Area estimate from the shipped area model (fit to Timeloop's ``target.area``)."""

@@ -54,7 +54,9 @@ ACCESS_NAMES = ("mac", "registers", "accumulator", "scratchpad", "dram")
 
 def g(f: torch.Tensor) -> torch.Tensor:
     """Loop guard (rule 1): factors <= 1 count as 1 and pass no gradient."""
-    return torch.where(f > 1, f, torch.ones_like(f))
+    if not f.requires_grad:
+        return f.clamp(min=1.0)  # same values, a cheaper kernel when no gradient is needed
+    return torch.where(f > 1, f, 1.0)
 
 
 @dataclass
@@ -77,7 +79,7 @@ def _outer_multiplier(tf: torch.Tensor, rel: torch.Tensor) -> torch.Tensor:
     is relevant to the tensor. Once a relevant loop with factor > 1 is passed, every loop counts.
     """
     seen = torch.cummax(((tf > 1) & rel).to(torch.int8), dim=-1).values.bool()
-    return torch.where(seen, g(tf), torch.ones_like(tf)).prod(dim=-1)
+    return torch.where(seen, g(tf), 1.0).prod(dim=-1)
 
 
 def capacities(dims: torch.Tensor, strides: torch.Tensor, temporal: torch.Tensor,
@@ -126,14 +128,14 @@ def _input_fills(dims: torch.Tensor, strides: torch.Tensor, temporal: torch.Tens
 
     # An innermost R (S) loop is absorbed into the tile's filter window.
     in_p, in_q = inner[:, P], inner[:, Q]
-    in_r = inner[:, R] * torch.where(ord0 == R, g(t3[:, R]), torch.ones_like(ws))
-    in_s = inner[:, S] * torch.where(ord0 == S, g(t3[:, S]), torch.ones_like(hs))
+    in_r = inner[:, R] * torch.where(ord0 == R, g(t3[:, R]), 1.0)
+    in_s = inner[:, S] * torch.where(ord0 == S, g(t3[:, S]), 1.0)
     pair = ((ord0 == R) & (ord1 == P)) | ((ord0 == S) & (ord1 == Q))
     iid = torch.where(pair, ord1, iid0)
     at_fpos = torch.where(pair, ord1, ord0)
     t_iid = t3.gather(1, iid.unsqueeze(1)).squeeze(1)
     has_f = (at_fpos == iid) & (t_iid > 1)
-    f_iters = torch.where(has_f, t_iid, torch.ones_like(t_iid))
+    f_iters = torch.where(has_f, t_iid, 1.0)
 
     # Outer multiplier over the DRAM loops, with the window loop(s) taken out.
     tf = t3.gather(1, order)
@@ -143,12 +145,12 @@ def _input_fills(dims: torch.Tensor, strides: torch.Tensor, temporal: torch.Tens
     f_loop = (pos == fpos) & has_f.unsqueeze(1)
     skip = f_loop | ((pos == 0) & pair.unsqueeze(1))
     seen = torch.cummax((((tf > 1) & rel) | f_loop).to(torch.int8), dim=-1).values.bool()
-    m_i = torch.where(seen & ~skip, g(tf), torch.ones_like(tf)).prod(dim=-1)
+    m_i = torch.where(seen & ~skip, g(tf), 1.0).prod(dim=-1)
 
     def window_end(in_rs: torch.Tensor, in_pq: torch.Tensor, stride: torch.Tensor) -> torch.Tensor:
         fpos1 = torch.where(in_pq <= 1, in_rs,
                             torch.where(in_pq <= in_rs, in_rs - 1, torch.maximum(stride, in_rs)))
-        return torch.where(in_rs <= 1, torch.ones_like(in_rs), torch.where(pair, fpos1, stride))
+        return torch.where(in_rs <= 1, 1.0, torch.where(pair, fpos1, stride))
 
     width = (in_p - 1) * ws + in_r
     height = (in_q - 1) * hs + in_s
@@ -164,7 +166,9 @@ def accesses(dims: torch.Tensor, strides: torch.Tensor, temporal: torch.Tensor,
     """Per-level access counts [B, 5]: MACs, registers, accumulator, scratchpad, DRAM."""
     if caps is None:
         caps = capacities(dims, strides, temporal, spatial)
-    inner_first = torch.argsort(rank, dim=-1)  # [B, 4, 7]
+    # dims innermost first per level: the inverse permutation of the ranks (no sort needed)
+    inner_first = torch.empty_like(rank).scatter_(
+        -1, rank, torch.arange(7, device=rank.device).expand_as(rank).contiguous())
     tf = temporal.gather(2, inner_first)
     gs = g(spatial)
 

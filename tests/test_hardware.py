@@ -94,8 +94,6 @@ def test_from_dict_round_trip() -> None:
     assert Hardware.from_dict(hw.to_dict()) == hw
 
 
-@pytest.mark.xfail(strict=True, reason="Hardware.from_dict coerces with int()/float() before "
-                   "validation, so pe_dim=16.7 becomes 16 and True becomes 1 (reported to lead)")
 @pytest.mark.parametrize("bad", [16.7, True])
 def test_from_dict_rejects_non_integer_pe_dim(bad: object) -> None:
     with pytest.raises(HardwareError, match="pe_dim"):

@@ -23,7 +23,7 @@ from dosa.model import (
     latency_bounds,
     min_hw,
 )
-from dosa.workload import DIMS, Layer
+from dosa.workload import Layer
 
 R, S, P, Q, C, K, N = range(7)
 EXAMPLE = "L3[WIO] Q7 K8 - L2[WI] N1 K4X - L1[O] K2 C4 P56 Q8 C16X - L0[W] N1"
@@ -407,6 +407,3 @@ def test_model_reproduces_timeloop_on_all_rows() -> None:
     assert np.median(en) < 0.05
     assert lat.max() < 2 and en.max() < 12
 
-
-def test_dims_are_in_canonical_order() -> None:
-    assert DIMS == ("R", "S", "P", "Q", "C", "K", "N")

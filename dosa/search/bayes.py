@@ -48,7 +48,7 @@ from sklearn.preprocessing import StandardScaler
 from skopt import Optimizer
 from skopt.space import Integer
 from skopt.utils import cook_estimator
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from dosa.hardware import Hardware
 from dosa.mapping import Mapping

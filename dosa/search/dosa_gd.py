@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from dosa.hardware import Hardware, area_model
 from dosa.mapping import (

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from dosa.hardware import Hardware
 from dosa.mapping import Mapping
