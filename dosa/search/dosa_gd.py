@@ -48,7 +48,7 @@ from dosa.mapping import (
 )
 from dosa.model import capacities, discretize_hw, evaluate, min_hw
 from dosa.search.result import SearchResult, Trajectory, finish_result
-from dosa.search.sampler import random_hardware
+from dosa.search.sampler import random_hardware, single_threaded
 from dosa.search.starts import best_of_random_mappings, heuristic_mappings
 from dosa.workload import Network
 
@@ -420,7 +420,8 @@ def dosa_search(network: Network, seed: int, *, progress: bool = False,
     bar = tqdm(total=cfg.steps, disable=not progress, unit="step",
                desc=f"dosa {network.name} ({cfg.starts} starts)")
     try:
-        records = _run_starts(network, cfg, seed, predictor, lr, bar)
+        with single_threaded():  # G x L rows per step: small ops, where threads only spin
+            records = _run_starts(network, cfg, seed, predictor, lr, bar)
     finally:
         bar.close()
 
