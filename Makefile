@@ -26,6 +26,7 @@ data: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_model.py --claims
+	$(BIN)/python benchmarks/bench_search.py --claims
 
 notebooks: $(EXECUTED)
 

@@ -184,7 +184,7 @@ def _fmt_number(value: object, digits: int = 4) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     x = float(value)  # type: ignore[arg-type]
-    if x.is_integer() and abs(x) < 1e15:
+    if x.is_integer() and abs(x) < 1e6:
         return f"{int(x):,}"
     if x != 0 and (abs(x) >= 1e6 or abs(x) < 1e-3):
         return f"{x:.{digits - 1}e}"
