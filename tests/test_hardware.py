@@ -177,14 +177,21 @@ def test_area_mm2_agrees_with_predict() -> None:
     assert 0.1 < hw.area_mm2() < 5.0  # Gemmini 16x16 at 40 nm: about 1 mm^2
 
 
-@pytest.mark.parametrize("point", [(16.0, 128.0, 32.0), (5.0, 3.7, 900.0), (100.0, 1500.0, 2.5)])
-def test_area_model_is_differentiable(point: tuple[float, float, float]) -> None:
+@pytest.mark.parametrize(("point", "flat"), [((16.0, 128.0, 32.0), ()),
+                                             ((5.0, 3.7, 900.0), ()),
+                                             ((100.0, 1500.0, 2.5), ("acc",))])
+def test_area_model_is_differentiable(point: tuple[float, float, float],
+                                      flat: tuple[str, ...]) -> None:
+    """Gradients are finite and never negative (monotone model). A tiny accumulator sits on a
+    flat piece - the data show no area change there, e.g. (16, 4 KB, 1 KB) = (16, 4 KB, 4 KB)."""
     pe, sp, acc = (torch.tensor([v], dtype=torch.float64, requires_grad=True) for v in point)
     area = area_model().predict_torch(pe, sp, acc).sum()
     area.backward()
     for name, t in (("pe", pe), ("sp", sp), ("acc", acc)):
         assert t.grad is not None and torch.isfinite(t.grad).all(), name
-        assert t.grad.item() != 0.0, name
+        assert t.grad.item() >= 0.0, name
+        if name not in flat:
+            assert t.grad.item() > 0.0, name
 
 
 def test_area_model_gradient_matches_finite_difference() -> None:

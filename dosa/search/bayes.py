@@ -52,6 +52,7 @@ from tqdm import tqdm
 
 from dosa.hardware import Hardware
 from dosa.mapping import Mapping
+from dosa.search.options import positive_int
 from dosa.search.random_search import Samples, evaluate_samples, network_edp, pick_best
 from dosa.search.result import SearchResult, Trajectory, finish_result
 from dosa.search.sampler import (
@@ -71,18 +72,6 @@ LCB_KAPPA = 1.0  # inner-loop lower confidence bound: mean - 1·std (as the orig
 GP_NOISE = 1e-2  # white noise on standardised log-EDP targets
 NUM_FEATURES = 17
 ACQ_POINTS = 1000  # random hardware points on which the outer acquisition is minimised
-
-
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _check_pe_dim(pe_dim: int | None) -> None:
-    if pe_dim is not None and (isinstance(pe_dim, bool) or not isinstance(pe_dim, int | np.integer)
-                               or pe_dim < 1):
-        raise ValueError(f"pe_dim must be None or an integer >= 1, got {pe_dim!r}")
 
 
 def encode_mappings(temporal: np.ndarray, spatial: np.ndarray, rank: np.ndarray) -> np.ndarray:
@@ -226,12 +215,12 @@ def bayes_search(network: Network, seed: int, *, num_hw: int = 100, initial_hw: 
     ("EI" or "LCB"). Deterministic in ``seed``. ``checkpoint_dir`` is accepted for the common
     method signature but unused (a full run takes well under a minute).
     """
-    num_hw = _positive_int("num_hw", num_hw)
-    initial_hw = _positive_int("initial_hw", initial_hw)
-    mappings_per_hw = _positive_int("mappings_per_hw", mappings_per_hw)
-    candidates_per_layer = _positive_int("candidates_per_layer", candidates_per_layer)
-    top_k = _positive_int("top_k", top_k)
-    _check_pe_dim(pe_dim)
+    num_hw = positive_int("num_hw", num_hw)
+    initial_hw = positive_int("initial_hw", initial_hw)
+    mappings_per_hw = positive_int("mappings_per_hw", mappings_per_hw)
+    candidates_per_layer = positive_int("candidates_per_layer", candidates_per_layer)
+    top_k = positive_int("top_k", top_k)
+    positive_int("pe_dim", pe_dim, optional=True)
     if acq_func not in ACQ_FUNCS:
         raise ValueError(f"acq_func must be one of {ACQ_FUNCS}, got {acq_func!r}")
     del checkpoint_dir
@@ -268,9 +257,9 @@ def bayes_flat_search(network: Network, seed: int, *, num_hw: int = 100, initial
     from dosa.evaluation import score_network
     from dosa.search.starts import heuristic_mappings
 
-    num_hw = _positive_int("num_hw", num_hw)
-    initial_hw = _positive_int("initial_hw", initial_hw)
-    _check_pe_dim(pe_dim)
+    num_hw = positive_int("num_hw", num_hw)
+    initial_hw = positive_int("initial_hw", initial_hw)
+    positive_int("pe_dim", pe_dim, optional=True)
     if acq_func not in ACQ_FUNCS:
         raise ValueError(f"acq_func must be one of {ACQ_FUNCS}, got {acq_func!r}")
     del checkpoint_dir

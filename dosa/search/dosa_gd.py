@@ -47,6 +47,7 @@ from dosa.mapping import (
     stack_mappings,
 )
 from dosa.model import capacities, discretize_hw, evaluate, min_hw
+from dosa.search.options import positive_int, positive_number
 from dosa.search.result import SearchResult, Trajectory, finish_result
 from dosa.search.sampler import random_hardware, single_threaded
 from dosa.search.starts import best_of_random_mappings, heuristic_mappings
@@ -96,19 +97,11 @@ class DosaConfig:
         if self.start not in STARTS:
             raise ValueError(f"start must be one of {STARTS}, got {self.start!r}")
         for name in ("starts", "steps", "round_every", "start_k"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+            positive_int(name, getattr(self, name))
         for name in ("pe_dim", "max_pe_dim"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("max_sp_kb", "max_acc_kb", "max_area_mm2"):
-            value = getattr(self, name)
-            if value is not None and not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
+            positive_int(name, getattr(self, name), optional=True)
+        for name in ("lr", "smooth", "max_sp_kb", "max_acc_kb", "max_area_mm2"):
+            positive_number(name, getattr(self, name), optional=True)
         if self.pe_dim is not None and self.max_pe_dim is not None \
                 and self.pe_dim > self.max_pe_dim:
             raise ValueError(f"pe_dim={self.pe_dim} exceeds max_pe_dim={self.max_pe_dim}")

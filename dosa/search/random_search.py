@@ -25,17 +25,12 @@ from tqdm import tqdm
 from dosa.hardware import Hardware
 from dosa.mapping import Mapping
 from dosa.model import evaluate
+from dosa.search.options import positive_int
 from dosa.search.result import SearchResult, Trajectory, finish_result
 from dosa.search.sampler import random_hardware, sample_mappings, single_threaded
 from dosa.workload import Network
 
 log = logging.getLogger(__name__)
-
-
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 Samples = list[tuple[np.ndarray, np.ndarray, np.ndarray]]
@@ -96,8 +91,8 @@ def random_search(network: Network, seed: int, *, num_hw: int = 10,
     ``pe_dim`` fixes the PE array side (FireSim mode). ``checkpoint_dir`` is accepted for the
     common method signature but unused: a full run takes seconds.
     """
-    num_hw = _positive_int("num_hw", num_hw)
-    mappings_per_layer = _positive_int("mappings_per_layer", mappings_per_layer)
+    num_hw = positive_int("num_hw", num_hw)
+    mappings_per_layer = positive_int("mappings_per_layer", mappings_per_layer)
     del checkpoint_dir
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)

@@ -43,6 +43,7 @@ from dosa.mapping import (
     order_to_rank,
 )
 from dosa.model import capacities
+from dosa.search.options import positive_int
 from dosa.workload import Layer
 
 log = logging.getLogger(__name__)
@@ -222,10 +223,8 @@ def sample_mappings(layer: Layer, hw: Hardware, n: int, rng: np.random.Generator
     huge layer), the all-at-DRAM mapping is appended and a warning logged, so ``m`` is between
     1 and ``n``. The result depends only on ``rng``'s state.
     """
-    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
-    if isinstance(max_tries, bool) or not isinstance(max_tries, int) or max_tries < 1:
-        raise ValueError(f"max_tries must be a positive integer, got {max_tries!r}")
+    positive_int("n", n)
+    positive_int("max_tries", max_tries)
     tables = _dim_tables(layer, hw)
     if any(len(tab) == 0 for tab in tables):  # cannot happen for hw >= 1 word per buffer
         raise ValueError(f"hardware {hw} cannot hold even a one-word tile of layer {layer.name!r}")
