@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from layers import EXAMPLE, EXAMPLE_LAYER, SAMPLE_LAYERS
 
 from dosa import data
 from dosa import hardware as H
@@ -26,8 +27,6 @@ from dosa.model import (
 from dosa.workload import Layer
 
 R, S, P, Q, C, K, N = range(7)
-EXAMPLE = "L3[WIO] Q7 K8 - L2[WI] N1 K4X - L1[O] K2 C4 P56 Q8 C16X - L0[W] N1"
-EXAMPLE_LAYER = Layer("example", P=56, Q=56, C=64, K=64)
 F64 = torch.float64
 
 
@@ -117,15 +116,7 @@ def test_latency_is_the_max_bound_and_energy_the_weighted_sum() -> None:
 # ----------------------------------------------------------------------------------------------
 # Random valid mappings for batch tests
 # ----------------------------------------------------------------------------------------------
-LAYERS = [
-    EXAMPLE_LAYER,
-    Layer("conv1", R=7, S=7, P=112, Q=112, C=3, K=64, Wstride=2, Hstride=2),
-    Layer("res3x3s2", R=3, S=3, P=28, Q=28, C=128, K=128, Wstride=2, Hstride=2),
-    Layer("res3x3", R=3, S=3, P=7, Q=7, C=512, K=512),
-    Layer("fc", C=2048, K=1000),
-    Layer("unet0_1", R=3, S=3, P=568, Q=568, C=64, K=64),
-    Layer("odd", R=3, S=3, P=21, Q=15, C=3, K=7, N=2, Wstride=2),
-]
+LAYERS = SAMPLE_LAYERS
 
 
 def _random_mapping(layer: Layer, rng: np.random.Generator) -> Mapping:
