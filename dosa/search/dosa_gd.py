@@ -404,7 +404,11 @@ def _run_starts(network: Network, cfg: DosaConfig, seed: int, predictor: Any, lr
 
 def dosa_search(network: Network, seed: int, *, progress: bool = False,
                 checkpoint_dir: str | Path | None = None, **options: Any) -> SearchResult:
-    """Run DOSA on ``network``; options are the fields of :class:`DosaConfig`."""
+    """Run DOSA on ``network``; options are the fields of :class:`DosaConfig`.
+
+    ``checkpoint_dir`` is accepted for the common method signature but unused: a paper-budget
+    run takes seconds, so an interrupted run restarts cleanly instead of resuming.
+    """
     cfg = DosaConfig(**options)
     t0 = time.perf_counter()
     torch.manual_seed(seed)
