@@ -84,6 +84,12 @@ def evaluate_frame(frame: pd.DataFrame, source: str = "frame") -> pd.DataFrame:
                          "model.area": area}, index=frame.index)
 
 
+def network_edp(counts: np.ndarray, cycles: np.ndarray, energy: np.ndarray) -> np.ndarray:
+    """Network EDP (Σ count·cycles)·(Σ count·energy), reducing the last (layer) axis."""
+    counts = np.asarray(counts, dtype=np.float64)
+    return (np.asarray(cycles) * counts).sum(axis=-1) * (np.asarray(energy) * counts).sum(axis=-1)
+
+
 @dataclass(frozen=True)
 class NetworkScore:
     """Exact score of a network design: per-layer and network totals (EDP in µJ·cycles)."""
@@ -98,7 +104,8 @@ class NetworkScore:
     def from_layers(counts: np.ndarray, cycles: np.ndarray, energy: np.ndarray) -> NetworkScore:
         total_c = float(np.sum(counts * cycles))
         total_e = float(np.sum(counts * energy))
-        return NetworkScore(total_c, total_e, total_c * total_e, cycles, energy)
+        return NetworkScore(total_c, total_e, float(network_edp(counts, cycles, energy)), cycles,
+                            energy)
 
 
 def layer_tensors(layers: Sequence[Layer]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -50,10 +50,11 @@ from skopt.space import Integer
 from skopt.utils import cook_estimator
 from tqdm import tqdm
 
+from dosa.evaluation import network_edp
 from dosa.hardware import Hardware
 from dosa.mapping import Mapping
 from dosa.search.options import positive_int
-from dosa.search.random_search import Samples, evaluate_samples, network_edp, pick_best
+from dosa.search.random_search import Samples, evaluate_samples, pick_best
 from dosa.search.result import SearchResult, Trajectory, finish_result
 from dosa.search.sampler import (
     LOG2_ACC_KB_RANGE,
@@ -231,7 +232,7 @@ def bayes_search(network: Network, seed: int, *, num_hw: int = 100, initial_hw: 
         mappings, cycles, energy, n_eval = inner_search(
             network, hw, rng, mappings_per_hw=mappings_per_hw,
             candidates_per_layer=candidates_per_layer, top_k=top_k)
-        return mappings, network_edp(network, cycles, energy), n_eval
+        return mappings, float(network_edp(network.counts_array(), cycles, energy)), n_eval
 
     hw, mappings, evals, traj, history = _hardware_bo(
         network, seed, num_hw=num_hw, initial_hw=initial_hw, pe_dim=pe_dim, acq_func=acq_func,

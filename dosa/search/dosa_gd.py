@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from dosa.evaluation import network_edp
 from dosa.hardware import Hardware, area_model
 from dosa.mapping import (
     DRAM_ORDERS,
@@ -223,10 +224,6 @@ def _exact(problem: _Problem, mappings: list[Mapping], predictor: Any
     return cycles.numpy(), energy.numpy(), hw.numpy()
 
 
-def _network_edp(counts: np.ndarray, cycles: np.ndarray, energy: np.ndarray) -> np.ndarray:
-    return (cycles * counts).sum(axis=-1) * (energy * counts).sum(axis=-1)
-
-
 def _order_search(problem: _Problem, mappings: list[Mapping], predictor: Any
                   ) -> tuple[list[Mapping], int]:
     """Greedy per-layer choice among the canonical DRAM orders by exact network EDP (§5.7).
@@ -336,7 +333,7 @@ def _run_starts(network: Network, cfg: DosaConfig, seed: int, predictor: Any, lr
 
     def consider(designs: list[Mapping], steps_done: int) -> None:
         cyc, en, hw = _exact(problem, designs, predictor)
-        edp = _network_edp(counts, cyc, en)
+        edp = network_edp(counts, cyc, en)
         for g in range(groups):
             rec = records[g]
             rec["model_evals"] += n_layers

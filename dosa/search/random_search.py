@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from dosa.evaluation import network_edp
 from dosa.hardware import Hardware
 from dosa.mapping import Mapping
 from dosa.model import evaluate
@@ -77,12 +78,6 @@ def pick_best(samples: Samples, cycles: np.ndarray, energy: np.ndarray
     return mappings, cycles[best], energy[best]
 
 
-def network_edp(network: Network, cycles: np.ndarray, energy: np.ndarray) -> float:
-    """(Σ count·cycles)(Σ count·energy) in µJ·cycles."""
-    counts = network.counts_array().astype(np.float64)
-    return float(np.sum(counts * cycles) * np.sum(counts * energy))
-
-
 def random_search(network: Network, seed: int, *, num_hw: int = 10,
                   mappings_per_layer: int = 1000, pe_dim: int | None = None,
                   progress: bool = False, checkpoint_dir: Path | None = None) -> SearchResult:
@@ -106,7 +101,7 @@ def random_search(network: Network, seed: int, *, num_hw: int = 10,
             cycles, energy = evaluate_samples(network, hw, samples)
             evals += len(cycles)
             mappings, cycles, energy = pick_best(samples, cycles, energy)
-            edp = network_edp(network, cycles, energy)
+            edp = float(network_edp(network.counts_array(), cycles, energy))
             log.debug("random hw %d/%d %s: network EDP %.4g", i + 1, num_hw, hw, edp)
             traj.record((i + 1) * mappings_per_layer, edp)
             if best is None or edp < best[0]:
