@@ -117,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--round-every", type=int, help="steps between roundings (paper: 500)")
     g.add_argument("--lr", type=float, help="learning rate (paper: per workload)")
     g.add_argument("--variant", choices=["paper", "improved"], help="search configuration")
-    g.add_argument("--start", choices=["random", "heuristic"], help="start-point generator")
+    g.add_argument("--start", choices=["heuristic", "random", "milp"],
+                   help="start-point generator (default heuristic)")
     g.add_argument("--predictor", help="latency predictor: analytical or a saved .pt file")
     g.add_argument("--max-pe-dim", type=int, help="hardware bound: largest PE array side")
     g.add_argument("--max-sp-kb", type=float, help="hardware bound: largest scratchpad (KB)")

@@ -119,3 +119,12 @@ def test_cli_rejects_malformed_workload_before_searching(tmp_path: Path) -> None
     code = cli_main(["search", "--workload", str(bad), "--out", str(out), "--quiet"])
     assert code == 2
     assert not out.exists()
+
+
+@pytest.mark.parametrize("start", ["heuristic", "random", "milp"])
+def test_every_start_generator_searches(bert: Network, start: str) -> None:
+    res = dosa_search(bert, 0, start=start, start_k=20, starts=1, steps=10, round_every=5)
+    for layer, m in zip(bert.layers, res.mappings, strict=True):
+        m.check(layer, res.hardware)
+    # the random start is charged its k candidate designs, the others one design
+    assert res.samples == 10 + (20 if start == "random" else 1)

@@ -51,7 +51,7 @@ from dosa.model import capacities, discretize_hw, evaluate, min_hw
 from dosa.search.options import positive_int, positive_number
 from dosa.search.result import SearchResult, Trajectory, finish_result
 from dosa.search.sampler import random_hardware, single_threaded
-from dosa.search.starts import best_of_random_mappings, heuristic_mappings
+from dosa.search.starts import best_of_random_mappings, heuristic_mappings, milp_mappings
 from dosa.workload import Network
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ COORDS: tuple[tuple[str, int, int, float], ...] = (
     ("t", 0, P, 30.0), ("t", 0, Q, 1.0),
 )
 VARIANTS = ("paper", "improved")
-STARTS = ("heuristic", "random")
+STARTS = ("heuristic", "random", "milp")
 
 
 @dataclass(frozen=True)
@@ -314,6 +314,8 @@ def _start_points(problem: _Problem, cfg: DosaConfig, seed: int, start: int
     hw0 = _start_hardware(cfg, seed, start)
     if cfg.start == "heuristic":
         return hw0, heuristic_mappings(problem.network, hw0), 1, 0
+    if cfg.start == "milp":
+        return hw0, milp_mappings(problem.network, hw0), 1, 0
     rng = np.random.default_rng([seed, start, 1])
     mappings, evals = best_of_random_mappings(problem.network, hw0, cfg.start_k, rng)
     return hw0, mappings, cfg.start_k, evals

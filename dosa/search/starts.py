@@ -4,6 +4,7 @@
   grow the accumulator tile until the buffers are full, try the three canonical DRAM orders and a
   few tile-growth priorities, keep the best per layer by the model. Deterministic, no sampling.
 * :func:`best_of_random_mappings` - best of k random valid mappings per layer, by the model.
+* :func:`milp_mappings` - a CoSA-style mixed-integer program (prime factors placed by HiGHS).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from dosa.mapping import (
 from dosa.model import evaluate
 from dosa.workload import Layer, Network
 
-C, K, P, Q = 4, 5, 2, 3
+P, Q, C, K = 2, 3, 4, 5
 #: Orders in which the accumulator tile is grown (dims as R..N indices).
 GROWTH_PRIORITIES = ((0, 1, 4, 2, 3, 5, 6), (0, 1, 2, 3, 4, 5, 6), (0, 1, 5, 4, 2, 3, 6))
 
@@ -122,3 +123,93 @@ def best_of_random_mappings(network: Network, hw: Hardware, k: int,
 
     candidates = [to_mappings(sample_mappings(lay, hw, k, rng)) for lay in network.layers]
     return pick_best_per_layer(network, candidates, hw)
+
+
+# ----------------------------------------------------------------------------------------------
+# A CoSA-style mixed-integer start mapper on an open solver (HiGHS through SciPy)
+# ----------------------------------------------------------------------------------------------
+def _prime_factors(n: int) -> list[int]:
+    out, p = [], 2
+    while p * p <= n:
+        while n % p == 0:
+            out.append(p)
+            n //= p
+        p += 1
+    return out + ([n] if n > 1 else [])
+
+
+#: Where a prime factor of each dim may go: L0 (registers, P only), L1 temporal, the two
+#: spatial fan-outs (C over rows, K over columns), or DRAM.
+_SLOTS = ("L0", "L1", "Csp", "Ksp", "DRAM")
+_ALLOWED = {0: ("L1", "DRAM"), 1: ("L1", "DRAM"), 2: ("L0", "L1", "DRAM"), 3: ("L1", "DRAM"),
+            4: ("L1", "Csp", "DRAM"), 5: ("L1", "Ksp", "DRAM"), 6: ("L1", "DRAM")}
+
+
+def milp_mapping(layer: Layer, hw: Hardware, *, spatial_weight: float = 2.0) -> Mapping:
+    """CoSA-style mapping: assign every prime factor of every dim to a level by a MILP.
+
+    As in CoSA (Huang et al., ISCA 2021) the products become sums of logs, so tile sizes are
+    linear in binary placement variables: each prime factor goes to exactly one slot; the
+    spatial fan-outs fit the pe_dim x pe_dim array; the output tile fits one accumulator bank;
+    the weight and input tiles each fit half of the scratchpad (the input tile bounded by
+    stride x P x R per axis, an over-estimate of the sliding window). The objective maximises
+    ``spatial_weight`` x log(PE utilisation) + log(tile sizes) (more reuse below DRAM). Solved
+    with SciPy's HiGHS ``milp``; the DRAM loop order is then the best canonical one by the model.
+    Falls back to the heuristic mapper if the rounded result does not fit (it always should).
+    """
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
+    factors = [(d, p) for d in range(NUM_DIMS) for p in _prime_factors(layer.dims[d])]
+    var = [(i, s) for i, (d, _) in enumerate(factors) for s in _ALLOWED[d]]
+    n = len(var)
+    if n == 0:  # a 1x1x...x1 layer: nothing to place
+        return heuristic_candidates(layer, hw)[0]
+    logp = np.array([np.log(factors[i][1]) for i, _ in var])
+    slot = [s for _, s in var]
+    dim = [factors[i][0] for i, _ in var]
+
+    def row(pred: object) -> np.ndarray:
+        return np.array([logp[k] if pred(dim[k], slot[k]) else 0.0 for k in range(n)])
+
+    rows, upper = [], []
+    one_hot = np.zeros((len(factors), n))
+    for k, (i, _) in enumerate(var):
+        one_hot[i, k] = 1.0
+    rows.append(row(lambda d, s: s == "Csp"))
+    upper.append(np.log(hw.pe_dim))
+    rows.append(row(lambda d, s: s == "Ksp"))
+    upper.append(np.log(hw.pe_dim))
+    rows.append(row(lambda d, s: d in (P, Q, K, 6) and s in ("L0", "L1")))
+    upper.append(np.log(hw.acc_words_per_bank))
+    rows.append(row(lambda d, s: d in (0, 1, C, K) and s in ("L1", "Csp", "Ksp")))
+    upper.append(np.log(hw.sp_words / 2))
+    rows.append(row(lambda d, s: d in (0, 1, P, Q, C, 6) and s in ("L0", "L1", "Csp")))
+    upper.append(np.log(hw.sp_words / 2) - np.log(layer.Wstride * layer.Hstride))
+    objective = -row(lambda d, s: s in ("Csp", "Ksp")) * spatial_weight \
+        - row(lambda d, s: s in ("L0", "L1", "Csp", "Ksp"))
+    res = milp(objective, integrality=np.ones(n), bounds=Bounds(0, 1),
+               constraints=[LinearConstraint(one_hot, 1, 1),
+                            LinearConstraint(np.array(rows), -np.inf, np.array(upper) + 1e-9)])
+    if res.x is None:  # infeasible only if not even the all-DRAM mapping fits; keep it simple
+        return heuristic_candidates(layer, hw)[0]
+    temporal = np.ones((NUM_LEVELS, NUM_DIMS), dtype=np.int64)
+    spatial = np.ones((NUM_LEVELS, NUM_DIMS), dtype=np.int64)
+    where = {"L0": (temporal, 0), "L1": (temporal, 1), "Csp": (spatial, 1), "Ksp": (spatial, 2),
+             "DRAM": (temporal, 3)}
+    for k in np.nonzero(np.round(res.x) > 0.5)[0]:
+        table, level = where[slot[k]]
+        table[level, dim[k]] *= factors[var[k][0]][1]
+    candidates = [Mapping.from_factors(temporal, spatial,
+                                       (DEFAULT_ORDER, ACC_ORDER, DEFAULT_ORDER, dram))
+                  for dram in DRAM_ORDERS.values()]
+    fits = [m for m in candidates if m.is_valid(layer, hw)]
+    return fits[0] if fits else heuristic_candidates(layer, hw)[0]
+
+
+def milp_mappings(network: Network, hw: Hardware) -> list[Mapping]:
+    """One MILP mapping per layer (best canonical DRAM order by the model)."""
+    candidates = []
+    for lay in network.layers:
+        m = milp_mapping(lay, hw)
+        candidates.append([m.with_order(3, o) for o in DRAM_ORDERS.values()])
+    return pick_best_per_layer(network, candidates, hw)[0]
