@@ -175,6 +175,11 @@ def _hardware_bo(network: Network, seed: int, *, num_hw: int, initial_hw: int,
     fit instead of three and the acquisition evaluated on 1000 random points instead of 10000:
     the grid has at most 7 x 12 x 12 = 1008 points, and the defaults cost 3x more time.
     """
+    positive_int("num_hw", num_hw)
+    positive_int("initial_hw", initial_hw)
+    positive_int("pe_dim", pe_dim, optional=True)
+    if acq_func not in ACQ_FUNCS:
+        raise ValueError(f"acq_func must be one of {ACQ_FUNCS}, got {acq_func!r}")
     space = hardware_space(pe_dim)
     gp = cook_estimator("GP", space=space, random_state=seed, n_restarts_optimizer=0)
     opt = Optimizer(space, base_estimator=gp, acq_func=acq_func, acq_optimizer="sampling",
@@ -216,14 +221,9 @@ def bayes_search(network: Network, seed: int, *, num_hw: int = 100, initial_hw: 
     ("EI" or "LCB"). Deterministic in ``seed``. ``checkpoint_dir`` is accepted for the common
     method signature but unused (a full run takes well under a minute).
     """
-    num_hw = positive_int("num_hw", num_hw)
-    initial_hw = positive_int("initial_hw", initial_hw)
     mappings_per_hw = positive_int("mappings_per_hw", mappings_per_hw)
     candidates_per_layer = positive_int("candidates_per_layer", candidates_per_layer)
     top_k = positive_int("top_k", top_k)
-    positive_int("pe_dim", pe_dim, optional=True)
-    if acq_func not in ACQ_FUNCS:
-        raise ValueError(f"acq_func must be one of {ACQ_FUNCS}, got {acq_func!r}")
     del checkpoint_dir
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
@@ -238,6 +238,7 @@ def bayes_search(network: Network, seed: int, *, num_hw: int = 100, initial_hw: 
         network, seed, num_hw=num_hw, initial_hw=initial_hw, pe_dim=pe_dim, acq_func=acq_func,
         progress=progress, desc=f"bo {network.name}", samples_per_hw=mappings_per_hw,
         evaluate_hw=evaluate_hw)
+    num_hw, initial_hw = int(num_hw), int(initial_hw)  # validated by _hardware_bo
     config = {"num_hw": num_hw, "initial_hw": initial_hw, "mappings_per_hw": mappings_per_hw,
               "candidates_per_layer": candidates_per_layer, "top_k": top_k, "pe_dim": pe_dim,
               "acq_func": acq_func}
@@ -258,11 +259,6 @@ def bayes_flat_search(network: Network, seed: int, *, num_hw: int = 100, initial
     from dosa.evaluation import score_network
     from dosa.search.starts import heuristic_mappings
 
-    num_hw = positive_int("num_hw", num_hw)
-    initial_hw = positive_int("initial_hw", initial_hw)
-    positive_int("pe_dim", pe_dim, optional=True)
-    if acq_func not in ACQ_FUNCS:
-        raise ValueError(f"acq_func must be one of {ACQ_FUNCS}, got {acq_func!r}")
     del checkpoint_dir
     t0 = time.perf_counter()
 
@@ -274,6 +270,7 @@ def bayes_flat_search(network: Network, seed: int, *, num_hw: int = 100, initial
         network, seed, num_hw=num_hw, initial_hw=initial_hw, pe_dim=pe_dim, acq_func=acq_func,
         progress=progress, desc=f"bo-flat {network.name}", samples_per_hw=1,
         evaluate_hw=evaluate_hw)
+    num_hw, initial_hw = int(num_hw), int(initial_hw)  # validated by _hardware_bo
     config = {"num_hw": num_hw, "initial_hw": initial_hw, "pe_dim": pe_dim, "acq_func": acq_func}
     return finish_result(method="bo-flat", seed=seed, network=network, hardware=hw,
                          mappings=mappings, samples=num_hw, model_evals=evals,
