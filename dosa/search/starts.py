@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from dosa.hardware import Hardware
 from dosa.mapping import (
@@ -21,10 +20,10 @@ from dosa.mapping import (
     NUM_LEVELS,
     Mapping,
     divisors,
-    stack_mappings,
     tile_words,
 )
-from dosa.model import evaluate
+from dosa.search.random_search import evaluate_samples, pick_best
+from dosa.search.sampler import sample_mappings
 from dosa.workload import Layer, Network
 
 P, Q, C, K = 2, 3, 4, 5
@@ -92,21 +91,10 @@ def heuristic_candidates(layer: Layer, hw: Hardware) -> list[Mapping]:
 def pick_best_per_layer(network: Network, candidates: list[list[Mapping]],
                         hw: Hardware) -> tuple[list[Mapping], int]:
     """Per layer, the candidate with the lowest cycles x energy; returns (mappings, evals)."""
-    flat = [m for cands in candidates for m in cands]
-    owner = np.repeat(np.arange(len(candidates)), [len(c) for c in candidates])
-    layers = [network.layers[i] for i in owner]
-    dims = torch.tensor([lay.dims for lay in layers], dtype=torch.float64)
-    strides = torch.tensor([lay.strides for lay in layers], dtype=torch.float64)
-    t, s, r = stack_mappings(flat)
-    hw_t = torch.tensor([hw.as_tuple()], dtype=torch.float64).expand(len(flat), 3)
-    with torch.no_grad():
-        out = evaluate(dims, strides, t, s, r, hw_t)
-    edp = (out.cycles * out.energy_uj).numpy()
-    best = []
-    for i in range(len(candidates)):
-        idx = np.nonzero(owner == i)[0]
-        best.append(flat[int(idx[np.argmin(edp[idx])])])
-    return best, len(flat)
+    samples = [tuple(np.stack([getattr(m, f) for m in cands])
+                     for f in ("temporal", "spatial", "rank")) for cands in candidates]
+    cycles, energy = evaluate_samples(network, hw, samples)
+    return pick_best(samples, cycles, energy)[0], len(cycles)
 
 
 def heuristic_mappings(network: Network, hw: Hardware) -> list[Mapping]:
@@ -119,10 +107,9 @@ def heuristic_mappings(network: Network, hw: Hardware) -> list[Mapping]:
 def best_of_random_mappings(network: Network, hw: Hardware, k: int,
                             rng: np.random.Generator) -> tuple[list[Mapping], int]:
     """Best of ``k`` random valid mappings per layer on ``hw``; returns (mappings, evals)."""
-    from dosa.search.sampler import sample_mappings, to_mappings
-
-    candidates = [to_mappings(sample_mappings(lay, hw, k, rng)) for lay in network.layers]
-    return pick_best_per_layer(network, candidates, hw)
+    samples = [sample_mappings(lay, hw, k, rng) for lay in network.layers]
+    cycles, energy = evaluate_samples(network, hw, samples)
+    return pick_best(samples, cycles, energy)[0], len(cycles)
 
 
 # ----------------------------------------------------------------------------------------------
