@@ -5,71 +5,189 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
+import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 log = logging.getLogger("dosa")
 
+#: Seeds feed ``numpy.random.default_rng`` and skopt, which take unsigned 32-bit seeds.
+SEED_MAX = 2**32 - 1
+SEARCH_METHODS: tuple[str, ...] = ("dosa", "random", "bo")
+_BOUNDS = SEARCH_METHODS  # hardware bounds restrict every method's design space
+#: ``dosa search`` option (argparse dest) -> the methods it applies to. The one source for
+#: which options reach a method (:func:`_search_config`), which are refused with a method
+#: they do not apply to (:func:`_check_search_options`) and the methods named in --help.
+SEARCH_OPTIONS: dict[str, tuple[str, ...]] = {
+    "pe_dim": _BOUNDS,
+    "max_pe_dim": _BOUNDS,
+    "max_sp_kb": _BOUNDS,
+    "max_acc_kb": _BOUNDS,
+    "max_area_mm2": _BOUNDS,
+    "starts": ("dosa",),
+    "steps": ("dosa",),
+    "round_every": ("dosa",),
+    "lr": ("dosa",),
+    "variant": ("dosa",),
+    "start": ("dosa",),
+    "predictor": ("dosa",),
+    "num_hw": ("random", "bo"),
+    "mappings_per_layer": ("random",),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are one stderr line (``prog: error: ...``)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _flag(dest: str) -> str:
+    """``max_sp_kb`` -> ``--max-sp-kb``."""
+    return "--" + dest.replace("_", "-")
+
+
+def _for_methods(dest: str, text: str) -> str:
+    """Help text of a search option, naming the methods it applies to (from the table)."""
+    methods = SEARCH_OPTIONS[dest]
+    scope = "all methods" if methods == SEARCH_METHODS else "--method " + ", ".join(methods)
+    return f"{text} [{scope}]"
+
+
+def _seed(text: str) -> int:
+    """argparse type of ``--seed``: an integer the random generators accept."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(
+            f"must be an integer in [0, {SEED_MAX}], got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    """argparse type of counts and sizes: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    """argparse type of rates and bounds: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text!r}")
+    return value
+
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import os
+    import tempfile
+
     import pandas as pd
 
-    from dosa.evaluation import evaluate_frame
-    from dosa.io import atomic_write_text
+    from dosa.evaluation import REASON_COLUMN, VALID_COLUMN, evaluate_frame
+    from dosa.io import atomic_write_text, check_output_file
 
+    # A bad --out fails in milliseconds, before a large CSV is read and scored.
+    out_path = check_output_file(args.out, "--out")
+    folder = out_path.parent.absolute()
+    anchor = next(p for p in (folder, *folder.parents) if p.exists())
+    try:  # os.access says yes to root even where nothing can be created (/proc, ro mounts)
+        fd, probe = tempfile.mkstemp(prefix=".dosa-probe.", dir=anchor)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise ValueError(f"--out {args.out!r}: folder {str(anchor)!r} is not writable "
+                         f"({err.strerror or err}); expected a path in a writable folder") from err
     src = Path(args.csv)
     if not src.is_file():
-        raise FileNotFoundError(f"input CSV {src} does not exist")
-    frame = pd.read_csv(src)
-    scored = evaluate_frame(frame, source=str(src))
-    out = pd.concat([frame.drop(columns=[c for c in scored.columns if c in frame.columns]),
-                     scored], axis=1)
-    atomic_write_text(Path(args.out), out.to_csv(index=False))
+        what = "is a folder" if src.is_dir() else "does not exist"
+        raise ValueError(f"--csv {args.csv!r}: input CSV {what}; expected a CSV file")
+    try:
+        frame = pd.read_csv(src, encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"--csv {args.csv!r}: not UTF-8 text (byte {err.start}); expected a "
+                         "CSV file") from err
+    except OSError as err:
+        raise ValueError(f"--csv {args.csv!r}: cannot be read ({err.strerror or err})") from err
+    except ValueError as err:  # pandas' EmptyDataError, ParserError, ...
+        reason = " ".join(str(err).split())
+        raise ValueError(f"--csv {args.csv!r}: not a CSV file ({reason})") from err
+    scored = evaluate_frame(frame, source=str(src), allow_invalid=args.allow_invalid)
+    if not args.allow_invalid:
+        scored = scored.drop(columns=[VALID_COLUMN])  # all True; keep the plain column set
+    stale = [c for c in (*scored.columns, VALID_COLUMN, REASON_COLUMN) if c in frame.columns]
+    out = pd.concat([frame.drop(columns=stale), scored], axis=1)
+    atomic_write_text(out_path, out.to_csv(index=False))
     log.info("wrote %d rows to %s", len(out), args.out)
     return 0
 
 
+def _check_search_options(args: argparse.Namespace) -> None:
+    """Refuse an option given with a method it does not apply to (see SEARCH_OPTIONS).
+
+    Silently ignoring e.g. ``--num-hw`` with ``--method dosa`` would let a user believe a
+    run used a budget it never saw.
+    """
+    for dest, methods in SEARCH_OPTIONS.items():
+        if getattr(args, dest) is not None and args.method not in methods:
+            raise ValueError(f"{_flag(dest)} applies to --method {', '.join(methods)} "
+                             f"(not {args.method})")
+
+
 def _search_config(args: argparse.Namespace) -> dict[str, Any]:
-    """Method keyword arguments from the CLI options that were given."""
-    config: dict[str, Any] = {}
-    common = {"pe_dim": args.pe_dim}
-    per_method = {
-        "dosa": {"starts": args.starts, "steps": args.steps, "round_every": args.round_every,
-                 "lr": args.lr, "variant": args.variant, "start": args.start,
-                 "max_pe_dim": args.max_pe_dim, "max_sp_kb": args.max_sp_kb,
-                 "max_acc_kb": args.max_acc_kb, "max_area_mm2": args.max_area_mm2,
-                 "predictor": args.predictor},
-        "random": {"num_hw": args.num_hw, "mappings_per_layer": args.mappings_per_layer},
-        "bo": {"num_hw": args.num_hw},
-    }
-    for key, value in {**common, **per_method[args.method]}.items():
-        if value is not None:
-            config[key] = value
-    return config
+    """Method keyword arguments from the options that were given and apply to the method."""
+    return {dest: getattr(args, dest) for dest, methods in SEARCH_OPTIONS.items()
+            if args.method in methods and getattr(args, dest) is not None}
+
+
+def _diverged(args: argparse.Namespace, network_name: str) -> str:
+    """One-line advice for a DOSA run whose loss became NaN/inf (usually a too-large --lr)."""
+    from dosa.search.dosa_gd import DosaConfig
+
+    default = DosaConfig(variant=args.variant or "paper").learning_rate(network_name)
+    if args.lr is None:
+        return (f"the search diverged (non-finite loss) at the default --lr {default:g}; "
+                f"try a smaller --lr")
+    return (f"--lr {args.lr:g} made the search diverge (non-finite loss); try a smaller --lr "
+            f"(default: {default:g})")
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    from dosa.experiments import method_fn
-    from dosa.search.result import RESULT_FILE, SearchResult
-    from dosa.workload import load_network
+    from dosa.io import check_output_dir
 
-    network = load_network(args.workload)  # a malformed workload fails before any search
+    # Cheap checks first: a bad option or --out fails in milliseconds, before any import of
+    # the search code or any search work.
+    _check_search_options(args)
+    out = check_output_dir(args.out, "--out")
+
+    from dosa.experiments import search_to_folder
+    from dosa.workload import WorkloadError, load_network
+
+    try:
+        network = load_network(args.workload)  # a malformed workload fails before any search
+    except WorkloadError as err:
+        raise ValueError(f"--workload {err}") from None
     config = _search_config(args)
-    out = Path(args.out)
-    result_path = out / RESULT_FILE
-    if result_path.exists() and not args.force:
-        stored = SearchResult.read(out)
-        if (stored.method, stored.seed, stored.extra.get("run_config")) == (
-                args.method, args.seed, config):
-            log.info("result already complete in %s (use --force to recompute)", out)
-            print(json.dumps({k: stored.to_json()[k] for k in
-                              ("method", "seed", "workload", "hardware", "edp")}))
-            return 0
-    fn = method_fn(args.method)
-    result = fn(network, args.seed, progress=not args.quiet, checkpoint_dir=out, **config)
-    result.extra["run_config"] = config
-    result.write(out, network)
+    try:
+        result, loaded = search_to_folder(network, args.method, args.seed, config, out,
+                                          force=args.force, progress=not args.quiet)
+    except FloatingPointError:
+        raise ValueError(_diverged(args, network.name)) from None
+    if loaded:
+        log.info("result already complete in %s (use --force to recompute)", out)
     summary = {k: result.to_json()[k] for k in ("method", "seed", "workload", "hardware",
                                                 "cycles", "energy_uj", "edp", "area_mm2",
                                                 "samples", "wall_s")}
@@ -80,6 +198,11 @@ def _cmd_search(args: argparse.Namespace) -> int:
 def _cmd_fetch(args: argparse.Namespace) -> int:
     from dosa import data
 
+    # Every key is checked before the first (possibly long) download starts.
+    unknown = [key for key in args.keys if key not in data.FILES]
+    if unknown:
+        raise ValueError(f"unknown data file key(s) {', '.join(map(repr, unknown))}; "
+                         f"allowed keys: {', '.join(sorted(data.FILES))}")
     for key in args.keys or sorted(data.FILES):
         path = data.path(key)
         print(f"{key}: {path}")
@@ -89,44 +212,56 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 def _cmd_claims(args: argparse.Namespace) -> int:
     from dosa.claims import main as claims_main
 
-    return claims_main([] if args.path is None else ["--path", args.path])
+    return claims_main([] if args.path is None else ["--path", args.path], prog="dosa claims")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dosa", description=__doc__)
+    parser = _Parser(prog="dosa", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
     ev = sub.add_parser("evaluate", help="score rows in the published CSV format with the model")
     ev.add_argument("--csv", required=True, help="input CSV (prob.*, arch.*, mapping.mapping)")
     ev.add_argument("--out", required=True, help="output CSV with model.cycle/energy/area added")
+    ev.add_argument("--allow-invalid", action="store_true",
+                    help="score physically impossible rows anyway; marked in model.valid")
     ev.set_defaults(func=_cmd_evaluate)
 
     se = sub.add_parser("search", help="co-search hardware and mappings for a network")
     se.add_argument("--workload", required=True,
                     help="built-in network (resnet50, bert, unet, retinanet) or a YAML file")
-    se.add_argument("--method", default="dosa", choices=["dosa", "random", "bo"])
-    se.add_argument("--seed", type=int, default=0)
+    se.add_argument("--method", default="dosa", choices=SEARCH_METHODS)
+    se.add_argument("--seed", type=_seed, default=0,
+                    help=f"random seed, an integer in [0, {SEED_MAX}] (default 0)")
     se.add_argument("--out", required=True, help="result folder (result.json, mappings.csv)")
-    se.add_argument("--force", action="store_true", help="recompute even if a result exists")
+    se.add_argument("--force", action="store_true",
+                    help="recompute even if --out holds a result (also replaces another run's)")
     se.add_argument("--quiet", action="store_true", help="no progress bar")
-    se.add_argument("--pe-dim", type=int, help="fix the PE array side (e.g. 16 for FireSim)")
+
+    def option(group: argparse._ArgumentGroup, dest: str, text: str, **kwargs: Any) -> None:
+        group.add_argument(_flag(dest), dest=dest, help=_for_methods(dest, text), **kwargs)
+
+    h = se.add_argument_group("hardware bounds (every method)")
+    option(h, "pe_dim", "fix the PE array side (e.g. 16 for FireSim)", type=_positive_int)
+    option(h, "max_pe_dim", "largest PE array side", type=_positive_int)
+    option(h, "max_sp_kb", "largest scratchpad (KB)", type=_positive_float)
+    option(h, "max_acc_kb", "largest accumulator (KB)", type=_positive_float)
+    option(h, "max_area_mm2", "largest area (mm²)", type=_positive_float)
     g = se.add_argument_group("dosa options")
-    g.add_argument("--starts", type=int, help="number of start points (paper: 7)")
-    g.add_argument("--steps", type=int, help="gradient steps per start (paper: 1490)")
-    g.add_argument("--round-every", type=int, help="steps between roundings (paper: 500)")
-    g.add_argument("--lr", type=float, help="learning rate (paper: per workload)")
-    g.add_argument("--variant", choices=["paper", "improved"], help="search configuration")
-    g.add_argument("--start", choices=["heuristic", "random", "milp"],
-                   help="start-point generator (default heuristic)")
-    g.add_argument("--predictor", help="latency predictor: analytical or a saved .pt file")
-    g.add_argument("--max-pe-dim", type=int, help="hardware bound: largest PE array side")
-    g.add_argument("--max-sp-kb", type=float, help="hardware bound: largest scratchpad (KB)")
-    g.add_argument("--max-acc-kb", type=float, help="hardware bound: largest accumulator (KB)")
-    g.add_argument("--max-area-mm2", type=float, help="hardware bound: largest area (mm²)")
+    option(g, "starts", "number of start points (paper: 7)", type=_positive_int)
+    option(g, "steps", "gradient steps per start (paper: 1490)", type=_positive_int)
+    option(g, "round_every", "steps between roundings (paper: 500)", type=_positive_int)
+    option(g, "lr", "learning rate (paper: per workload)", type=_positive_float)
+    option(g, "variant", "search configuration", choices=["paper", "improved"])
+    option(g, "start", "start-point generator (default heuristic)",
+           choices=["heuristic", "random", "milp"])
+    option(g, "predictor", "latency predictor: analytical or a saved .pt file")
     b = se.add_argument_group("baseline options")
-    b.add_argument("--num-hw", type=int, help="hardware points (random: 10, bo: 100)")
-    b.add_argument("--mappings-per-layer", type=int, help="random: mappings per layer per hw")
+    option(b, "num_hw", "hardware points (random: 10, bo: 100)", type=_positive_int)
+    option(b, "mappings_per_layer", "mappings per layer per hardware point (default 1000)",
+           type=_positive_int)
+    missing = set(SEARCH_OPTIONS) - {a.dest for a in se._actions}
+    assert not missing, f"SEARCH_OPTIONS without a --option: {missing}"
     se.set_defaults(func=_cmd_search)
 
     fe = sub.add_parser("fetch-data", help="download and verify the published DOSA datasets")
@@ -139,14 +274,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Errors that describe bad input or a bad environment (files, data, options): reported as
+#: one line with exit 2. Anything else (AssertionError, TypeError, ...) is a bug in dosa and
+#: keeps its traceback.
+_USER_ERRORS = (ValueError, RuntimeError, OSError, FloatingPointError)
+_BUG_ERRORS = (NotImplementedError, RecursionError)  # RuntimeErrors that are our bugs
+
+
+def _one_line(err: BaseException) -> str:
+    """The error message on one line (YAML and OS errors can span several)."""
+    text = " ".join(str(err).split())
+    return text or type(err).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    """Entry point of ``dosa``: exit 0 on success, 2 on bad input, 130 on Ctrl-C."""
+    command = "dosa"
     try:
+        args = build_parser().parse_args(argv)
+        command = f"dosa {args.command}"
+        # INFO for dosa's own loggers only: third-party INFO chatter (e.g. torch's exit-time
+        # cache statistics) stays hidden unless it is a warning.
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
         return int(args.func(args))
-    except (ValueError, RuntimeError, FileNotFoundError) as err:
-        print(f"dosa {args.command}: error: {err}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"{command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader of stdout went away (``dosa ... | head``): not an error of the command.
+        # Point stdout at devnull so the interpreter's final flush does not complain.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # stdout is not a real file (e.g. captured in tests)
+            pass
+        return 141  # 128 + SIGPIPE, as a shell reports it
+    except _BUG_ERRORS:
+        raise
+    except _USER_ERRORS as err:
+        print(f"{command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
 
 

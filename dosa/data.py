@@ -41,6 +41,7 @@ __all__ = [
     "DataFile",
     "DataIntegrityError",
     "DataUnavailableError",
+    "UnknownDataFileError",
     "FILES",
     "FIRESIM_TEST_PREDICTORS",
     "available",
@@ -70,6 +71,18 @@ class DataIntegrityError(DataError):
 
 class DataUnavailableError(DataError):
     """A data file is neither available locally nor downloadable."""
+
+
+class UnknownDataFileError(KeyError, ValueError):
+    """A data file key that is not one of :data:`FILES`.
+
+    A ``KeyError`` for lookups, and a ``ValueError`` so that the command line reports it as a
+    bad input (one line, exit 2) instead of a traceback.
+    """
+
+    def __str__(self) -> str:
+        # KeyError's str() is the repr of its argument; the message should read as text.
+        return str(self.args[0]) if self.args else ""
 
 
 @dataclass(frozen=True)
@@ -176,7 +189,8 @@ def _lookup(key: str) -> DataFile:
     try:
         return FILES[key]
     except KeyError:
-        raise KeyError(f"unknown DOSA data file {key!r}; known: {sorted(FILES)}") from None
+        raise UnknownDataFileError(
+            f"unknown DOSA data file {key!r}; allowed: {', '.join(sorted(FILES))}") from None
 
 
 # --------------------------------------------------------------------------- verification

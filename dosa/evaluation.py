@@ -7,15 +7,39 @@ same functions on real-valued factors.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
-from dosa.hardware import Hardware, area_model, hardware_from_arch_columns
-from dosa.mapping import Mapping, parse_mapping, stack_mappings
+from dosa.hardware import (
+    ACC_WORD_BYTES,
+    ARCH_COLUMNS,
+    AREA_FIT_RANGE,
+    SP_WORD_BYTES,
+    Hardware,
+    area_model,
+    hardware_from_arch_columns,
+)
+from dosa.mapping import (
+    L0_TEMPORAL_LEGAL,
+    LEVEL_NAMES,
+    NUM_DIMS,
+    NUM_LEVELS,
+    SPATIAL_LEGAL,
+    C,
+    K,
+    Mapping,
+    N,
+    P,
+    Q,
+    R,
+    S,
+    parse_mapping,
+    stack_mappings,
+)
 from dosa.model import ModelOutput, evaluate
 from dosa.workload import DIMS, Layer, Network
 
@@ -23,6 +47,11 @@ log = logging.getLogger(__name__)
 
 PROBLEM_COLUMNS = tuple(f"prob.{d}" for d in DIMS) + ("prob.Wstride", "prob.Hstride")
 MAPPING_COLUMN = "mapping.mapping"
+#: Optional problem columns: the model ignores dilation, so a row may only claim dilation 1.
+DILATION_COLUMNS = ("prob.Wdilation", "prob.Hdilation")
+MODEL_COLUMNS = ("model.cycle", "model.energy", "model.area")
+VALID_COLUMN = "model.valid"
+REASON_COLUMN = "model.invalid_reason"
 
 
 def _require(frame: pd.DataFrame, columns: Sequence[str], source: str) -> None:
@@ -47,41 +76,221 @@ def parse_mapping_column(strings: Sequence[str]) -> list[Mapping]:
     return out
 
 
-def evaluate_frame(frame: pd.DataFrame, source: str = "frame") -> pd.DataFrame:
+def _positive_integers(frame: pd.DataFrame, columns: Sequence[str], source: str) -> np.ndarray:
+    """Columns as a float64 [n, len(columns)] array; a structural error unless all are ints >= 1."""
+    values = frame[list(columns)].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    ok = np.isfinite(values) & (values >= 1) & (values == np.round(values))
+    if not ok.all():
+        i, c = map(int, np.argwhere(~ok)[0])
+        raise ValueError(f"{source}: row {i} column {columns[c]} must be a positive integer, "
+                         f"got {frame[columns[c]].iloc[i]!r}")
+    return values
+
+
+def _parse_distinct(strings: pd.Series, source: str) -> tuple[list[Mapping], np.ndarray]:
+    """Distinct mappings (in order of first appearance) and each row's index into them.
+
+    Parsing is the slow part of scoring a large file, so each distinct string is parsed once.
+    """
+    codes, uniques = pd.factorize(strings, use_na_sentinel=False)
+    first_row = np.unique(codes, return_index=True)[1]  # codes number first appearances 0, 1, ..
+    mappings = []
+    for k, text in enumerate(uniques):
+        try:
+            mappings.append(parse_mapping(text))
+        except ValueError as err:  # the first failing distinct string holds the first bad row
+            raise ValueError(f"{source}: row {int(first_row[k])}: {err}") from err
+    return mappings, np.asarray(codes, dtype=np.int64)
+
+
+def tile_words_batch(temporal: np.ndarray, spatial: np.ndarray,
+                     strides: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised :func:`dosa.mapping.tile_words`: int64 (accumulator words per bank,
+    scratchpad words) of [n, 4, 7] factor tables with [n, 2] (Wstride, Hstride).
+
+    Same integer rules as the per-mapping function, so rows are accepted by ``evaluate_frame``
+    exactly when ``Mapping.check`` accepts them.
+    """
+    t = np.array(temporal, dtype=np.int64)
+    s = np.asarray(spatial, dtype=np.int64)
+    t[:, 1] *= t[:, 0]  # register loops are folded into the accumulator tile
+    f1 = t[:, 1] * s[:, 1]
+    f2 = f1 * t[:, 2] * s[:, 2]
+    acc = f1[:, P] * f1[:, Q] * f1[:, K] * f1[:, N]
+    w2 = f2[:, R] * f2[:, S] * f2[:, C] * f2[:, K]
+    ws, hs = np.asarray(strides, dtype=np.int64).T
+    sp_p, sp_q = s[:, 1, P] * s[:, 2, P], s[:, 1, Q] * s[:, 2, Q]
+    pin, qin = f2[:, P] // sp_p, f2[:, Q] // sp_q
+    rin, sin = t[:, 1, R] * t[:, 2, R], t[:, 1, S] * t[:, 2, S]
+    i2 = f2[:, C] * f2[:, N] * sp_p * sp_q * ((pin - 1) * ws + rin) * ((qin - 1) * hs + sin)
+    return acc, w2 + i2
+
+
+@dataclass(frozen=True)
+class _Check:
+    """One physical-legality rule: which rows break it, and why (in words) for row i."""
+
+    column: str
+    bad: np.ndarray
+    explain: Callable[[int], tuple[str, str]]
+
+    def message(self, i: int) -> str:
+        reason, allowed = self.explain(i)
+        return f"column {self.column}: {reason} (allowed: {allowed})"
+
+
+_SPATIAL_LEGAL_MASK = np.zeros((NUM_LEVELS, NUM_DIMS), dtype=bool)
+for _j, _d in SPATIAL_LEGAL:
+    _SPATIAL_LEGAL_MASK[_j, _d] = True
+_L0_TEMPORAL_LEGAL_MASK = np.isin(np.arange(NUM_DIMS), L0_TEMPORAL_LEGAL)
+_SPATIAL_ALLOWED = "spatial C at L1 (across PE rows) and K at L2 (across PE columns) only"
+
+
+def _physical_checks(arch: pd.DataFrame, dilation: np.ndarray | None, temporal: np.ndarray,
+                     spatial: np.ndarray, codes: np.ndarray, strides: np.ndarray,
+                     hw: np.ndarray) -> list[_Check]:
+    """The Gemmini-TL legality rules of ``Mapping.check`` plus the hardware columns, per row.
+
+    ``temporal``/``spatial`` hold the distinct mappings, ``codes`` each row's index into them:
+    the mapping-only rules run once per distinct mapping, the rest vectorised over rows.
+    """
+    checks = []
+    pe_count = arch["arch.pe"].to_numpy(dtype=np.float64)
+    pe_dim = hw[:, 0]
+
+    def pe_reason(i: int) -> tuple[str, str]:
+        side = int(np.sqrt(pe_count[i]))
+        nearest = sorted({max(side, 1), side + 1})
+        return (f"{pe_count[i]:.12g} PEs do not form a square pe_dim x pe_dim array",
+                "a square number such as " + " or ".join(f"{p * p} ({p}x{p})" for p in nearest))
+
+    checks.append(_Check("arch.pe", pe_dim * pe_dim != pe_count, pe_reason))
+    if dilation is not None:
+        for c, col in enumerate(DILATION_COLUMNS):
+            checks.append(_Check(
+                col, dilation[:, c] != 1,
+                lambda i, c=c: (f"dilation {dilation[i, c]:.12g} is not modelled (the model "
+                                "ignores dilation)", "1")))
+    # Mapping-only rules, once per distinct mapping; row i looks at mapping codes[i].
+    bad_spatial = (spatial > 1) & ~_SPATIAL_LEGAL_MASK
+    bad_l0 = (temporal[:, 0] > 1) & ~_L0_TEMPORAL_LEGAL_MASK
+
+    def spatial_reason(i: int) -> tuple[str, str]:
+        m = codes[i]
+        j, d = map(int, np.argwhere(bad_spatial[m])[0])
+        return (f"spatial {DIMS[d]}{spatial[m, j, d]}X at L{j} ({LEVEL_NAMES[j]}) is not a "
+                "fan-out of the PE array", _SPATIAL_ALLOWED)
+
+    def l0_reason(i: int) -> tuple[str, str]:
+        m = codes[i]
+        d = int(np.argmax(bad_l0[m]))
+        return (f"temporal loop {DIMS[d]}{temporal[m, 0, d]} at L0 (Registers) would refill the "
+                "single-entry weight register", "temporal P, Q, N at L0")
+
+    checks.append(_Check(MAPPING_COLUMN, bad_spatial.any(axis=(1, 2))[codes], spatial_reason))
+    checks.append(_Check(MAPPING_COLUMN, bad_l0.any(axis=1)[codes], l0_reason))
+    # Rules that need the row's hardware or strides.
+    for name, j, d in (("C", 1, C), ("K", 2, K)):
+        factor = spatial[codes, j, d]
+        checks.append(_Check(
+            MAPPING_COLUMN, factor > pe_dim,
+            lambda i, name=name, j=j, factor=factor: (
+                f"spatial {name}{factor[i]}X at L{j} exceeds the {pe_dim[i]:.0f}x{pe_dim[i]:.0f} "
+                "PE array", f"spatial {name} <= pe_dim = {pe_dim[i]:.0f}")))
+    acc_words, sp_words = tile_words_batch(temporal[codes], spatial[codes], strides)
+    acc_cap = hw[:, 2] * 1024 / ACC_WORD_BYTES / np.maximum(pe_dim, 1)  # = acc_words_per_bank
+    sp_cap = hw[:, 1] * 1024 / SP_WORD_BYTES  # = Hardware.sp_words
+    checks.append(_Check(
+        MAPPING_COLUMN, acc_words > acc_cap,
+        lambda i: (f"accumulator tile of {acc_words[i]} words overflows one accumulator bank "
+                   f"of {acc_cap[i]:.12g} words", f"<= {acc_cap[i]:.12g} words per bank")))
+    checks.append(_Check(
+        MAPPING_COLUMN, sp_words > sp_cap,
+        lambda i: (f"scratchpad tile of {sp_words[i]} words overflows the {sp_cap[i]:.12g}-word "
+                   "scratchpad", f"<= {sp_cap[i]:.12g} words")))
+    return checks
+
+
+def evaluate_frame(frame: pd.DataFrame, source: str = "frame", *,
+                   allow_invalid: bool = False) -> pd.DataFrame:
     """Model cycles, energy (µJ) and area (mm²) for rows in the published column format.
 
-    Returns a frame with columns ``model.cycle``, ``model.energy``, ``model.area`` aligned with
-    ``frame``; each row is scored with its own hardware (from the ``arch.*`` columns).
+    Returns a frame with columns ``model.cycle``, ``model.energy``, ``model.area`` and
+    ``model.valid`` aligned with ``frame``; each row is scored with its own hardware (from the
+    ``arch.*`` columns). Rows no Gemmini-TL instance can run (illegal or oversized loops, too
+    small buffers, a non-square PE count, dilation) raise ValueError naming the first such row,
+    because a score for them would look like a real design point. ``allow_invalid=True``
+    scores them anyway, with ``model.valid`` False and the why in ``model.invalid_reason``.
+    Structural errors (missing columns, non-numeric or non-positive values, unparsable
+    mappings, factors that do not multiply to the layer) raise in both modes.
     """
-    from dosa.hardware import ARCH_COLUMNS
-
     _require(frame, PROBLEM_COLUMNS + (MAPPING_COLUMN,) + ARCH_COLUMNS, source)
-    probs = frame[list(PROBLEM_COLUMNS)].to_numpy(dtype=np.float64)
-    if np.any(~np.isfinite(probs)) or np.any(probs < 1) or np.any(probs != np.round(probs)):
-        bad = np.argwhere(~(np.isfinite(probs) & (probs >= 1) & (probs == np.round(probs))))[0]
-        raise ValueError(f"{source}: row {bad[0]} column {PROBLEM_COLUMNS[bad[1]]} must be a "
-                         f"positive integer, got {probs[bad[0], bad[1]]}")
+    if frame.empty:  # the batched model cannot take an empty batch; nothing to score
+        empty = pd.DataFrame({c: pd.Series(dtype=np.float64) for c in MODEL_COLUMNS}
+                             | {VALID_COLUMN: pd.Series(dtype=bool)}, index=frame.index)
+        if allow_invalid:
+            empty[REASON_COLUMN] = pd.Series(dtype=object, index=frame.index)
+        return empty
+    probs = _positive_integers(frame, PROBLEM_COLUMNS, source)
+    present = [c for c in DILATION_COLUMNS if c in frame.columns]
+    dilation = None
+    if present:
+        dilation = np.ones((len(frame), len(DILATION_COLUMNS)), dtype=np.float64)
+        values = _positive_integers(frame, present, source)
+        for k, col in enumerate(present):
+            dilation[:, DILATION_COLUMNS.index(col)] = values[:, k]
     for col in ARCH_COLUMNS:
         values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=np.float64)
         bad = np.nonzero(~np.isfinite(values) | (values <= 0))[0]
         if bad.size:
             raise ValueError(f"{source}: row {int(bad[0])} column {col} must be a positive "
                              f"number, got {frame[col].iloc[int(bad[0])]!r}")
-    hw = hardware_from_arch_columns(frame)
-    mappings = parse_mapping_column(frame[MAPPING_COLUMN].tolist())
-    t, s, r = stack_mappings(mappings)
-    dims = torch.from_numpy(probs[:, :7].copy())
-    strides = torch.from_numpy(probs[:, 7:9].copy())
-    bad_rows = np.nonzero((t * s).prod(dim=1).numpy() != probs[:, :7])[0]
+    arch = frame[list(ARCH_COLUMNS)].apply(pd.to_numeric)
+    hw = hardware_from_arch_columns(arch)
+    mappings, codes = _parse_distinct(frame[MAPPING_COLUMN], source)
+    temporal = np.stack([m.temporal for m in mappings])
+    spatial = np.stack([m.spatial for m in mappings])
+    rank = np.stack([m.rank for m in mappings])
+    bad_rows = np.nonzero(((temporal * spatial).prod(axis=1)[codes] != probs[:, :7]).any(axis=1))[0]
     if bad_rows.size:
         i = int(bad_rows[0])
         raise ValueError(f"{source}: row {i}: mapping factors do not multiply to the layer "
-                         f"dims ({mappings[i]})")
+                         f"dims ({mappings[codes[i]]})")
+    strides = probs[:, 7:9]
+    checks = _physical_checks(arch, dilation, temporal, spatial, codes, strides, hw)
+    invalid = np.zeros((len(checks), len(frame)), dtype=bool)
+    for k, check in enumerate(checks):
+        invalid[k] = check.bad
+    bad_any = invalid.any(axis=0)
+    if bad_any.any() and not allow_invalid:
+        i = int(np.argmax(bad_any))
+        check = checks[int(np.argmax(invalid[:, i]))]
+        raise ValueError(f"{source}: row {i} {check.message(i)}")
+    hw[:, 0] = np.maximum(hw[:, 0], 1)  # arch.pe < 1 (invalid) would round to 0 PEs
     with torch.no_grad():
-        out = evaluate(dims, strides, t, s, r, torch.from_numpy(hw))
+        out = evaluate(torch.from_numpy(probs[:, :7].copy()), torch.from_numpy(strides.copy()),
+                       torch.from_numpy(temporal[codes].astype(np.float64)),
+                       torch.from_numpy(spatial[codes].astype(np.float64)),
+                       torch.from_numpy(rank[codes]), torch.from_numpy(hw))
         area = area_model().predict(hw[:, 0], hw[:, 1], hw[:, 2])
-    return pd.DataFrame({"model.cycle": out.cycles.numpy(), "model.energy": out.energy_uj.numpy(),
-                         "model.area": area}, index=frame.index)
+    result = pd.DataFrame({"model.cycle": out.cycles.numpy(), "model.energy": out.energy_uj.numpy(),
+                           "model.area": area, VALID_COLUMN: ~bad_any}, index=frame.index)
+    outside = np.zeros(len(frame), dtype=bool)
+    for col, (low, high) in zip(range(3), AREA_FIT_RANGE.values(), strict=True):
+        outside |= (hw[:, col] < low) | (hw[:, col] > high)
+    if outside.any():
+        log.warning("%s: %d of %d rows lie outside the area model's fitted range (%s); their "
+                    "model.area is an extrapolation", source, int(outside.sum()), len(frame),
+                    ", ".join(f"{k} {lo:g}..{hi:g}" for k, (lo, hi) in AREA_FIT_RANGE.items()))
+    if allow_invalid:
+        reasons = np.full(len(frame), "", dtype=object)
+        for i in np.nonzero(bad_any)[0]:
+            reasons[i] = "; ".join(checks[k].message(int(i)) for k in np.nonzero(invalid[:, i])[0])
+        result[REASON_COLUMN] = pd.Series(reasons, index=frame.index, dtype=object)
+        if bad_any.any():
+            log.warning("%s: %d of %d rows are physically impossible on Gemmini-TL; scored anyway "
+                        "and marked in %s", source, int(bad_any.sum()), len(frame), VALID_COLUMN)
+    return result
 
 
 def network_edp(counts: np.ndarray, cycles: np.ndarray, energy: np.ndarray) -> np.ndarray:

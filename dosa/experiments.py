@@ -1,24 +1,34 @@
 """Run a search method on a workload with a seed and a configuration; results live on disk.
 
-Runs are keyed by (experiment, workload, method, seed, configuration): the result folder is
-``<root>/<experiment>/<workload>/<method>/seed<k>/`` and holds ``result.json`` with the config
-it was run with. Asking again for the same key loads the stored result instead of recomputing it,
-so notebooks that need the same run share it and an interrupted sweep resumes where it stopped.
+A run is identified by its *key* (:func:`run_key`): the network's content (every layer's dims,
+strides and count, and its name, which selects the paper's learning rate), the method, the seed,
+the full configuration, a fingerprint of the code that computes results, and the content hash of
+any predictor file. A stored result is reused only when its key is identical, so a cache can
+never answer for another network, another option, older code or a retrained predictor.
+
+Notebooks call :func:`run_label`: runs are cached in :func:`dosa.claims.runs_dir` (``build/runs``,
+never in git, so ``make reproduce`` on a fresh clone recomputes every search while the notebooks
+of one reproduce share runs and an interrupted sweep resumes), and each run is also exported to
+``artifacts/results/<experiment>/<workload>/<label>/seed<k>/`` as the committed reference.
+The CLI calls :func:`search_to_folder`, which refuses (naming ``--force``) to replace a folder
+that holds a different result.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from dosa.claims import artifacts_dir
-from dosa.search.result import RESULT_FILE, SearchResult
+from dosa.claims import artifacts_dir, runs_dir
+from dosa.search.result import MAPPINGS_FILE, RESULT_FILE, ResultError, SearchResult
 from dosa.workload import Network, load_network
 
 log = logging.getLogger(__name__)
@@ -75,14 +85,17 @@ SEEDS = {"full": (0, 1, 2, 3, 4), "smoke": (0,)}
 
 
 def run_label(label: str, workload: str, seed: int, profile: str, *, experiment: str,
-              root: str | Path | None = None, progress: bool = False) -> SearchResult:
-    """Run (or load) the named configuration ``label`` of ``profile`` (see BUDGETS)."""
+              root: str | Path | None = None, export: str | Path | None = None,
+              progress: bool = False) -> SearchResult:
+    """Run (or reuse the identical cached run of) the named configuration ``label`` of
+    ``profile`` (see BUDGETS)."""
     if profile not in BUDGETS:
         raise ValueError(f"profile must be one of {sorted(BUDGETS)}, got {profile!r}")
     if label not in LABELS:
         raise ValueError(f"label must be one of {sorted(LABELS)}, got {label!r}")
     return run(workload, LABELS[label], seed, experiment=experiment,
-               config=BUDGETS[profile][label], root=root, progress=progress, label=label)
+               config=BUDGETS[profile][label], root=root, export=export, progress=progress,
+               label=label)
 
 
 def method_fn(name: str) -> MethodFn:
@@ -97,47 +110,182 @@ def run_dir(root: Path, experiment: str, workload: str, label: str, seed: int) -
     return Path(root) / experiment / workload / label / f"seed{seed}"
 
 
-def _canonical(config: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(config, sort_keys=True, default=str))
+RESULT_FILES = frozenset({RESULT_FILE, MAPPINGS_FILE})
+
+
+class StaleResultError(ValueError):
+    """A result folder holds another run's result (or a damaged one)."""
+
+
+#: Files whose content determines search results: the whole package's code and data, except
+#: the modules that only present results (CLI, plots, claims, notebook checks, reports).
+_CODE_SUFFIXES = (".py", ".json", ".yaml")
+_PRESENTATION = frozenset({"__init__.py", "cli.py", "plots.py", "claims.py", "notebook.py",
+                           "reproduce.py"})
+
+
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """sha256 over every source and data file of the ``dosa`` package (path and content).
+
+    Deliberately coarse: any change to a module that computes results invalidates cached
+    runs, so a cache can never survive a change of the model, a search method or a default.
+    """
+    package = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(p for p in package.rglob("*") if p.suffix in _CODE_SUFFIXES
+                       and "__pycache__" not in p.parts
+                       and p.relative_to(package).as_posix() not in _PRESENTATION):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+#: Packages whose numerics enter results (the lock file pins them; a change recomputes).
+_NUMERIC_PACKAGES = ("torch", "numpy", "scipy", "scikit-learn", "scikit-optimize")
+
+
+@functools.lru_cache(maxsize=1)
+def environment_versions() -> dict[str, str]:
+    """Versions of the numeric packages, part of every run key."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in _NUMERIC_PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def network_digest(network: Network) -> str:
+    """sha256 of the network's content: name, and each layer's name, dims, strides, count."""
+    text = json.dumps(network.to_dict(), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _canonical(config: Mapping[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(dict(config), sort_keys=True, default=str))
+
+
+def run_key(network: Network, method: str, seed: int, config: Mapping[str, Any]
+            ) -> dict[str, Any]:
+    """Everything that determines a run's result (stored as the result's ``provenance``)."""
+    from dosa.learned import file_sha256, predictor_path
+
+    predictor = config.get("predictor")
+    key: dict[str, Any] = {
+        "workload": network.name, "network_sha256": network_digest(network),
+        "method": method, "seed": int(seed), "config": _canonical(config),
+        "code_sha256": code_fingerprint(), "environment": environment_versions(),
+        "predictor_sha256": None,
+    }
+    if predictor not in (None, "analytical"):
+        key["predictor_sha256"] = file_sha256(predictor_path(str(predictor)))
+    return key
+
+
+def stored_result(out: Path, key: Mapping[str, Any]) -> SearchResult | None:
+    """The result in ``out`` if its key equals ``key``; None if ``out`` holds no result.
+
+    Raises :class:`StaleResultError` (saying what differs) when ``out`` holds another run's
+    result or a damaged folder.
+    """
+    out = Path(out)
+    if not out.exists():
+        return None
+    if not out.is_dir():
+        raise StaleResultError(f"{out} exists and is not a folder")
+    if not (out / RESULT_FILE).exists() and not any(out.iterdir()):
+        return None
+    try:
+        stored = SearchResult.read(out)
+    except (ResultError, KeyError, TypeError, ValueError) as err:
+        raise StaleResultError(f"{out} holds a damaged or incomplete result ({err}); "
+                               "use --force to replace it") from err
+    have = stored.provenance
+    diff = sorted(k for k in key if have.get(k) != key[k])
+    if diff:
+        raise StaleResultError(f"{out} holds a result of another run (differs in: "
+                               f"{', '.join(diff)}); use --force to replace it, or another "
+                               "--out")
+    return stored
+
+
+def search_to_folder(network: Network, method: str, seed: int, config: Mapping[str, Any],
+                     out: str | Path, *, force: bool = False, progress: bool = False
+                     ) -> tuple[SearchResult, bool]:
+    """Run one search into ``out`` (``dosa search``); returns (result, reused from ``out``).
+
+    An identical stored run is reused; a different or damaged one is refused with
+    :class:`StaleResultError` unless ``force``. The folder is written as one unit.
+    """
+    out = Path(out).expanduser().resolve()
+    fn = method_fn(method)
+    key = run_key(network, method, seed, config)
+    foreign = sorted(p.name for p in out.iterdir()
+                     if p.name not in RESULT_FILES) if out.is_dir() else []
+    if foreign:  # never replace (even with --force) a folder that holds the user's files
+        raise StaleResultError(f"{out} holds files that are not a dosa result "
+                               f"({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''})"
+                               "; use a new or empty folder")
+    if not force:
+        stored = stored_result(out, key)
+        if stored is not None:
+            log.info("reusing the identical run in %s", out)
+            return stored, True
+    result = fn(network, seed, progress=progress, checkpoint_dir=out, **dict(config))
+    result.provenance = key
+    result.write(out, network)
+    return result, False
 
 
 def run(workload: str | Network, method: str, seed: int, *, experiment: str,
         config: dict[str, Any] | None = None, root: str | Path | None = None,
-        progress: bool = False, force: bool = False, label: str | None = None) -> SearchResult:
-    """Run (or load) one search. ``config`` holds the method's keyword arguments; ``label``
-    names the result folder (default: the method), so two configurations of one method can
-    live side by side."""
+        export: str | Path | None = None, progress: bool = False, force: bool = False,
+        label: str | None = None) -> SearchResult:
+    """Run one search, or reuse the cached run with exactly the same key.
+
+    ``root`` is the cache (default :func:`dosa.claims.runs_dir`); the result is also exported
+    to ``export`` (default ``<artifacts>/results``). ``label`` names the result folder
+    (default: the method), so two configurations of one method live side by side.
+    """
     network = workload if isinstance(workload, Network) else load_network(workload)
     config = dict(config or {})
-    fn = method_fn(method)
-    root = Path(root) if root is not None else artifacts_dir() / "results"
-    out = run_dir(root, experiment, network.name, label or method, seed)
-    result_path = out / RESULT_FILE
-    if result_path.exists() and not force:
-        stored = SearchResult.read(out)
-        if _canonical(stored.extra.get("run_config", {})) == _canonical(config):
-            log.info("loaded %s/%s/%s seed %d from %s", experiment, network.name, method, seed, out)
-            return stored
-        log.info("stored run in %s has another config; recomputing", out)
-    result = fn(network, seed, progress=progress, checkpoint_dir=out, **config)
-    result.extra["run_config"] = config
-    result.write(out, network)
+    key = run_key(network, method, seed, config)
+    name = label or method
+    cache = run_dir(Path(root) if root is not None else runs_dir(), experiment, network.name,
+                    name, seed)
+    result = None
+    if not force:
+        try:
+            result = stored_result(cache, key)
+        except StaleResultError as err:
+            log.info("recomputing: %s", err)
+    if result is None:
+        log.info("running %s/%s/%s seed %d", experiment, network.name, name, seed)
+        result = method_fn(method)(network, seed, progress=progress, checkpoint_dir=cache,
+                                   **config)
+        result.provenance = key
+        result.write(cache, network)
+    else:
+        log.info("reusing the identical run %s/%s/%s seed %d from this reproduce", experiment,
+                 network.name, name, seed)
+    target = Path(export) if export is not None else artifacts_dir() / "results"
+    result.write(run_dir(target, experiment, network.name, name, seed), network)
     return result
 
 
-def collect(root: str | Path, experiment: str) -> pd.DataFrame:
-    """Summary table of every stored run of an experiment (one row per run)."""
+def summary_frame(results: Mapping[tuple[str, str, int], SearchResult]) -> pd.DataFrame:
+    """One row per run of ``{(workload, label, seed): result}`` (the notebooks' run tables)."""
     rows = []
-    for path in sorted((Path(root) / experiment).glob(f"*/*/seed*/{RESULT_FILE}")):
-        data = json.loads(path.read_text())
-        rows.append({"workload": data["workload"], "label": path.parent.parent.name,
-                     "method": data["method"],
-                     "seed": data["seed"], "edp": data["edp"], "cycles": data["cycles"],
-                     "energy_uj": data["energy_uj"], "area_mm2": data["area_mm2"],
-                     "pe_dim": data["hardware"]["pe_dim"], "sp_kb": data["hardware"]["sp_kb"],
-                     "acc_kb": data["hardware"]["acc_kb"], "samples": data["samples"],
-                     "model_evals": data["model_evals"], "wall_s": data["wall_s"],
-                     "path": str(path.parent)})
+    for (workload, label, seed), r in results.items():
+        rows.append({"workload": workload, "label": label, "method": r.method, "seed": seed,
+                     "edp": r.edp, "cycles": r.cycles, "energy_uj": r.energy_uj,
+                     "area_mm2": r.area_mm2, "pe_dim": r.hardware.pe_dim,
+                     "sp_kb": r.hardware.sp_kb, "acc_kb": r.hardware.acc_kb,
+                     "samples": r.samples, "model_evals": r.model_evals, "wall_s": r.wall_s})
     return pd.DataFrame(rows)
 
 

@@ -243,3 +243,52 @@ def area_model() -> AreaModel:
         text = resources.files("dosa").joinpath("area_model.json").read_text()
         _AREA_MODEL = AreaModel(tuple(json.loads(text)["coef"]))
     return _AREA_MODEL
+
+
+# ----------------------------------------------------------------------------------------------
+# Sanity limits: where the area model can be trusted, and absurd array sizes
+# ----------------------------------------------------------------------------------------------
+#: Largest fixed ``pe_dim`` a search accepts. The baselines' grid stops at 128 and DOSA's min-HW
+#: at the largest C or K of a layer (2048 for ResNet-50); a 1024x1024 array already means a
+#: million MACs, so anything larger is a typo, not a design point.
+PE_DIM_LIMIT = 1024
+
+#: The box (inclusive) the shipped area model was fitted on: the 95 distinct configurations of
+#: the published Timeloop dataset have pe_dim in {2, 4, ..., 128} and scratchpad and
+#: accumulator sizes in {1, 2, ..., 2048} KB, which is also the baselines' random grid (§1.2).
+AREA_FIT_RANGE: dict[str, tuple[float, float]] = {
+    "pe_dim": (2, 128),
+    "sp_kb": (1.0, 2048.0),
+    "acc_kb": (1.0, 2048.0),
+}
+
+
+def check_pe_dim(value: object, name: str = "pe_dim") -> int:
+    """``value`` as an int in [1, :data:`PE_DIM_LIMIT`], else a ValueError naming ``name``.
+
+    Catches absurd fixed array sizes (``--pe-dim 16000``) before a search spends time on them.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) \
+            or not 1 <= value <= PE_DIM_LIMIT:
+        raise ValueError(f"{name} must be an integer in [1, {PE_DIM_LIMIT}], got {value!r}")
+    return int(value)
+
+
+def area_model_range_issue(hw: Hardware) -> str | None:
+    """Why ``hw``'s area is an extrapolation of the area model, in words; None when it is not.
+
+    The fitted range is the box :data:`AREA_FIT_RANGE`: 2 <= pe_dim <= 128,
+    1 <= sp_kb <= 2048 and 1 <= acc_kb <= 2048. Inside it the model interpolates (piecewise
+    linear in log2 KB between power-of-two knots, quadratic in pe_dim), so any point of the box,
+    powers of two or not, counts as in range. Outside it the area is a linear extrapolation that
+    no measurement backs, which a reader of the result should be told about.
+    """
+    outside = []
+    for field, (low, high) in AREA_FIT_RANGE.items():
+        value = getattr(hw, field)
+        if not low <= value <= high:
+            outside.append(f"{field}={value:g} is outside {low:g}..{high:g}")
+    if not outside:
+        return None
+    return ("area model extrapolated: " + "; ".join(outside) + " (the model was fitted on the "
+            "95 published Timeloop configurations: pe_dim 2..128, sp_kb and acc_kb 1..2048 KB)")

@@ -60,6 +60,7 @@ import contextlib
 import copy
 import logging
 import math
+import pickle
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -379,11 +380,14 @@ class LatencyPredictor(nn.Module):
         return (x.index_select(1, self.keep) - self.x_mean) / self.x_std
 
     def residual(self, xn: torch.Tensor, member: int | None = None) -> torch.Tensor:
-        """Standardised log residual [B] (ensemble mean, or one member's) from features."""
-        x32 = xn.to(torch.float32)
+        """Standardised log residual [B] (ensemble mean, or one member's) from features.
+
+        Runs in the members' dtype: float32 while training, float64 once frozen.
+        """
+        x = xn.to(next(self.members.parameters()).dtype)
         if member is not None:
-            return self.members[member](x32).squeeze(-1).to(torch.float64)
-        outs = torch.stack([m(x32).squeeze(-1) for m in self.members], dim=0)
+            return self.members[member](x).squeeze(-1).to(torch.float64)
+        outs = torch.stack([m(x).squeeze(-1) for m in self.members], dim=0)
         return outs.mean(dim=0).to(torch.float64)
 
     def log_cycles(self, dims: torch.Tensor, strides: torch.Tensor, temporal: torch.Tensor,
@@ -409,7 +413,11 @@ class LatencyPredictor(nn.Module):
         return torch.exp(self.log_cycles(dims, strides, temporal, spatial, rank, hw, analytical))
 
     def freeze(self) -> LatencyPredictor:
-        """Eval mode and no weight gradients: how the search uses a trained predictor."""
+        """Eval mode, no weight gradients and float64 weights: how searches and evaluations
+        use a trained predictor. In float64 a prediction does not depend on the batch it is
+        computed in (float32 matmuls differ by ~1e-7 with the batch's blocking), so a design
+        scored during a batched search and re-scored alone gets the same number."""
+        self.members.double()
         self.eval()
         for p in self.parameters():
             p.grad = None
@@ -657,6 +665,31 @@ def prediction_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
 # ----------------------------------------------------------------------------------------------
 # Save / load
 # ----------------------------------------------------------------------------------------------
+BUILTIN_PREDICTORS = ("dnn", "both")
+"""Predictors trained by notebook 04, resolved in ``<artifacts>/models/<name>.pt``."""
+
+
+def predictor_path(spec: str) -> Path:
+    """The file of a predictor spec: a built-in name (notebook 04's model in the artifacts
+    folder, found independently of the current folder) or the path of a saved predictor."""
+    from dosa.claims import artifacts_dir
+
+    path = artifacts_dir() / "models" / f"{spec}.pt" if spec in BUILTIN_PREDICTORS \
+        else Path(spec).expanduser()
+    if not path.is_file():
+        raise ValueError(f"predictor {spec!r}: no trained model at {path}; train it with "
+                         "notebook 04 (make nb-04), or pass 'analytical', one of "
+                         f"{list(BUILTIN_PREDICTORS)} or the path of a saved predictor file")
+    return path
+
+
+def file_sha256(path: str | Path) -> str:
+    """Content hash of a file (predictor files enter run cache keys by content, not name)."""
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def save_predictor(predictor: LatencyPredictor, path: str | Path,
                    metadata: dict[str, Any] | None = None) -> Path:
     """Write weights + normalisation + kind + feature spec to one file, atomically."""
@@ -680,7 +713,11 @@ def save_predictor(predictor: LatencyPredictor, path: str | Path,
 
 def load_predictor(path: str | Path) -> LatencyPredictor:
     """Load a :func:`save_predictor` file; the predictor comes back frozen (eval mode)."""
-    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    try:
+        payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except (OSError, EOFError, RuntimeError, pickle.UnpicklingError, ValueError) as err:
+        raise ValueError(f"{path}: not a readable dosa latency predictor file "
+                         f"({' '.join(str(err).split())[:200]})") from None
     if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{path}: not a dosa latency predictor file (format_version "
                          f"{FORMAT_VERSION} expected)")

@@ -118,6 +118,22 @@ class Mapping:
         rank[level] = order_to_rank(order)
         return Mapping(self.temporal, self.spatial, rank)
 
+    def canonical(self) -> Mapping:
+        """The same loop nest with the order of factor-1 loops normalised as the string form
+        has it (loops that exist innermost-first, then the absent ones in DIMS order).
+
+        The analytical model ignores where a factor-1 loop sits, but a learned predictor sees
+        the raw ranks; searching and re-scoring in this form keeps both equal to what a
+        ``to_string``/``parse_mapping`` round trip (a result file) gives.
+        """
+        rank = np.empty_like(self.rank)
+        for j in range(NUM_LEVELS):
+            inner = [int(d) for d in np.argsort(self.rank[j], kind="stable")
+                     if self.temporal[j, d] > 1]
+            inner += [d for d in range(NUM_DIMS) if d not in inner]
+            rank[j, inner] = np.arange(NUM_DIMS)
+        return Mapping(self.temporal, self.spatial, rank)
+
     def dims_product(self) -> np.ndarray:
         return (self.temporal * self.spatial).prod(axis=0)
 

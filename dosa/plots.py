@@ -1,53 +1,63 @@
-"""Figure and table helpers for the notebooks: consistent style, atomic writes to artifacts/."""
+"""Figure and table helpers for the notebooks: consistent style, atomic writes to artifacts/.
+
+No backend is forced here: headless scripts get matplotlib's own default (Agg), and a Jupyter
+kernel keeps its inline backend, so executed notebooks hold their figures.
+"""
 
 from __future__ import annotations
 
 import io
-import os
-import tempfile
+import logging
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
+from dosa.claims import artifacts_dir, display_path
+from dosa.io import atomic_write_bytes, atomic_write_text
 
-from dosa.claims import ARTIFACTS_DIR_ENV, artifacts_dir  # noqa: E402
-from dosa.io import atomic_write_bytes, atomic_write_text  # noqa: E402
+__all__ = ["display_path", "flatten_columns", "save_figure", "save_table", "setup_style"]
 
-PROFILES = ("smoke", "full")
-
-
-def check_profile(profile: str) -> str:
-    """Notebook parameter check: the run profile must be one of PROFILES.
-
-    A smoke run never writes into the real artifacts: unless ``DOSA_ARTIFACTS_DIR`` already
-    points somewhere (``make test`` points it into build/), it gets a fresh temporary folder.
-    """
-    if profile not in PROFILES:
-        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
-    if profile == "smoke" and not os.environ.get(ARTIFACTS_DIR_ENV):
-        os.environ[ARTIFACTS_DIR_ENV] = tempfile.mkdtemp(prefix="dosa-smoke-")
-    return profile
+log = logging.getLogger(__name__)
 
 
 def setup_style() -> None:
+    """One seaborn theme for every notebook figure."""
     sns.set_theme(context="notebook", style="whitegrid")
 
 
 def save_figure(fig: plt.Figure, name: str) -> Path:
-    """Save ``fig`` as artifacts/figures/<name>.png (atomically) and return the path."""
+    """Save ``fig`` as artifacts/figures/<name>.png (atomically) and return the path.
+
+    The figure stays open so the notebook can still display it (``plt.show()``).
+    """
     path = artifacts_dir() / "figures" / f"{name}.png"
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
     atomic_write_bytes(path, buf.getvalue())
+    log.info("wrote %s", path)
     return path
 
 
+def flatten_columns(frame: pd.DataFrame, sep: str = "_") -> pd.DataFrame:
+    """A copy of ``frame`` whose MultiIndex columns are joined into single strings.
+
+    A CSV of MultiIndex columns gets a multi-row header that other tools misread.
+    """
+    if not isinstance(frame.columns, pd.MultiIndex):
+        return frame
+    out = frame.copy()
+    out.columns = [sep.join(str(part) for part in col if str(part) != "") for col in frame.columns]
+    return out
+
+
 def save_table(frame: pd.DataFrame, name: str, *, index: bool = False) -> Path:
-    """Save ``frame`` as artifacts/tables/<name>.csv (atomically) and return the path."""
+    """Save ``frame`` as artifacts/tables/<name>.csv (atomically) and return the path.
+
+    MultiIndex columns are flattened first (see :func:`flatten_columns`).
+    """
     path = artifacts_dir() / "tables" / f"{name}.csv"
-    atomic_write_text(path, frame.to_csv(index=index))
+    atomic_write_text(path, flatten_columns(frame).to_csv(index=index))
+    log.info("wrote %s", path)
     return path

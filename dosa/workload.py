@@ -274,6 +274,76 @@ def parse_network(data: Any, source: str = "<data>") -> Network:
         raise WorkloadError(f"{source}: {exc}") from None
 
 
+class _DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A YAML mapping repeats a key (raised by :class:`_UniqueKeyLoader`)."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses duplicate keys in a mapping.
+
+    PyYAML silently keeps the last of ``{C: 3, C: 5}``; in a workload that hides a typo and
+    changes every result, so a repeated key is an error naming the key and its layer.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # "<<: *anchor" merges are allowed to be overridden
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+            except TypeError:  # unhashable key: SafeLoader reports it below
+                continue
+            if duplicate:
+                raise _DuplicateKeyError(
+                    None, None,
+                    f"{_mapping_label(node)}: duplicate key {key!r}; each key may appear once "
+                    f"(line {key_node.start_mark.line + 1})",
+                    key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _mapping_label(node: yaml.MappingNode) -> str:
+    """``layer 'x'`` for a layer mapping, ``top level`` for the network, else its line."""
+    scalars = {k.value: v for k, v in node.value if isinstance(k, yaml.ScalarNode)}
+    if "layers" in scalars:
+        return "top level"
+    name = scalars.get("name")
+    if isinstance(name, yaml.ScalarNode):
+        return f"layer {name.value!r}"
+    return f"mapping at line {node.start_mark.line + 1}"
+
+
+def _read_workload_file(path: Path, name_or_path: str | os.PathLike[str]) -> str:
+    """Text of a user workload file, with one-line errors that name the file."""
+    if not str(name_or_path).strip():  # Path("") is ".", which would read as "a directory"
+        raise WorkloadError(
+            f"workload is empty; expected a YAML workload file or one of the built-in "
+            f"networks: {', '.join(BUILTIN_NETWORKS)}"
+        )
+    if path.is_dir():
+        raise WorkloadError(
+            f"{path} is a directory; expected a YAML workload file or one of the "
+            f"built-in networks: {', '.join(BUILTIN_NETWORKS)}"
+        )
+    if not path.is_file():
+        raise WorkloadError(
+            f"{name_or_path!s} is not a built-in network and the file {str(path)!r} does "
+            f"not exist; built-in networks: {', '.join(BUILTIN_NETWORKS)}"
+        )
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise WorkloadError(
+            f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); expected a UTF-8 "
+            f"YAML workload file"
+        ) from None
+    except OSError as exc:
+        raise WorkloadError(f"{path}: cannot read the workload file ({exc.strerror})") from None
+
+
 def load_network(name_or_path: str | os.PathLike[str]) -> Network:
     """Load a built-in network by name (case-insensitive) or a user YAML file by path.
 
@@ -290,16 +360,13 @@ def load_network(name_or_path: str | os.PathLike[str]) -> Network:
         logger.debug("loading built-in network %s", builtin)
     else:
         path = Path(name_or_path)
-        if not path.is_file():
-            raise WorkloadError(
-                f"{name_or_path!s} is not a built-in network and the file {str(path)!r} does "
-                f"not exist; built-in networks: {', '.join(BUILTIN_NETWORKS)}"
-            )
-        text = path.read_text(encoding="utf-8")
+        text = _read_workload_file(path, name_or_path)
         source = str(path)
         logger.debug("loading network file %s", path)
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # safe: a SafeLoader subclass
+    except _DuplicateKeyError as exc:
+        raise WorkloadError(f"{source}: {exc.problem}") from None
     except yaml.YAMLError as exc:
         raise WorkloadError(f"{source}: invalid YAML: {exc}") from None
     if isinstance(data, Mapping) and "name" not in data and builtin in BUILTIN_NETWORKS:
@@ -313,3 +380,16 @@ def load_network(name_or_path: str | os.PathLike[str]) -> Network:
         net.total_macs,
     )
     return net
+
+
+def as_network(network: Network | str | os.PathLike[str]) -> Network:
+    """``network`` itself, or the network a built-in name / YAML path names (:func:`load_network`).
+
+    Lets the search functions take ``"bert"`` as well as a :class:`Network`, as the CLI does.
+    """
+    if isinstance(network, Network):
+        return network
+    if isinstance(network, str | os.PathLike):
+        return load_network(network)
+    raise TypeError("network must be a Network, a built-in network name or a YAML path, got "
+                    f"{type(network).__name__}")

@@ -7,14 +7,16 @@ import pytest
 
 from dosa.evaluation import score_network
 from dosa.hardware import Hardware
+from dosa.search import bayes as bayes_module
 from dosa.search.bayes import (
     NUM_FEATURES,
+    HardwareSpace,
     bayes_flat_search,
     bayes_search,
     encode_mappings,
     lcb_top_k,
-    point_to_hardware,
 )
+from dosa.search.options import HardwareBounds, grid_hardware
 from dosa.search.sampler import sample_mappings
 from dosa.workload import Layer, Network
 
@@ -88,13 +90,47 @@ def test_lcb_top_k_returns_k_distinct_candidates() -> None:
     assert len(lcb_top_k(train, y, tuple(a[:4] for a in cands), 7)) == 4
 
 
-def test_point_to_hardware() -> None:
-    assert point_to_hardware([4, 7, 5], None) == Hardware(16, 128.0, 32.0)
-    assert point_to_hardware([7, 5], 16) == Hardware(16, 128.0, 32.0)
+def test_hardware_space_without_bounds_is_the_full_grid() -> None:
+    """The pre-bounds space (same axes, ranges, no constraint), so unbounded runs are unchanged."""
+    space = HardwareSpace(HardwareBounds())
+    assert [(d.name, d.low, d.high) for d in space.dimensions] == [
+        ("log2_pe_dim", 1, 7), ("log2_sp_kb", 0, 11), ("log2_acc_kb", 0, 11)]
+    assert space.constraint is None
+    assert space.to_hardware([4, 7, 5]) == Hardware(16, 128.0, 32.0)
+    fixed = HardwareSpace(HardwareBounds(pe_dim=16))
+    assert [d.name for d in fixed.dimensions] == ["log2_sp_kb", "log2_acc_kb"]
+    assert fixed.constraint is None
+    assert fixed.to_hardware([7, 5]) == Hardware(16, 128.0, 32.0)
+
+
+def test_hardware_space_box_bounds_narrow_the_ranges() -> None:
+    space = HardwareSpace(HardwareBounds(max_pe_dim=8, max_sp_kb=64, max_acc_kb=40))
+    assert [(d.low, d.high) for d in space.dimensions] == [(1, 3), (0, 6), (0, 5)]
+    assert space.constraint is None
+    single_axis = HardwareSpace(HardwareBounds(max_pe_dim=2, max_sp_kb=1))
+    assert [d.name for d in single_axis.dimensions] == ["log2_acc_kb"]
+    assert single_axis.to_hardware([3]) == Hardware(2, 1.0, 8.0)
+
+
+def test_hardware_space_area_bound_allows_exactly_the_feasible_points() -> None:
+    bounds = HardwareBounds(max_area_mm2=1.0)
+    space = HardwareSpace(bounds)
+    assert space.constraint is not None
+    ranges = [range(d.low, d.high + 1) for d in space.dimensions]
+    allowed = [space.to_hardware([p, s, a]) for p in ranges[0] for s in ranges[1]
+               for a in ranges[2] if space.constraint([p, s, a])]
+    assert allowed == bounds.candidates()
+    assert space.constraint([np.int64(1), np.int64(0), np.int64(0)])  # skopt hands numpy ints
+    assert grid_hardware(1, 0, 0) in allowed
+
+
+def test_hardware_space_single_point_has_no_dimensions() -> None:
+    space = HardwareSpace(HardwareBounds(max_pe_dim=2, max_sp_kb=1, max_acc_kb=1))
+    assert space.dimensions == [] and space.to_hardware([]) == Hardware(2, 1.0, 1.0)
 
 
 @pytest.mark.parametrize("kwargs", [{"acq_func": "PI"}, {"num_hw": 0}, {"top_k": 0},
-                                    {"pe_dim": 0}])
+                                    {"pe_dim": 0}, {"pe_dim": 5000}])
 def test_rejects_bad_arguments(kwargs: dict) -> None:
     with pytest.raises(ValueError, match="acq_func|positive integer|pe_dim"):
         bayes_search(NET, 0, **kwargs)
@@ -109,3 +145,77 @@ def test_bayes_flat_search() -> None:
     assert res.edp == score_network(NET, res.mappings, res.hardware).edp
     again = bayes_flat_search(NET, 0, num_hw=4, initial_hw=2)
     assert again.edp == res.edp and again.hardware == res.hardware
+
+
+def test_unbounded_proposals_unchanged(result) -> None:
+    """Results stored before bounds existed stay reproducible."""
+    tried = [(h["pe_dim"], h["sp_kb"], h["acc_kb"]) for h in result.extra["hardware_tried"]]
+    assert tried[:2] == [(16, 256.0, 128.0), (16, 32.0, 128.0)]  # pinned random initial points
+    again = bayes_search(NET, 0, **BUDGET, max_pe_dim=128, max_sp_kb=None, max_acc_kb=2048.0)
+    assert again.extra["hardware_tried"] == result.extra["hardware_tried"]
+    assert again.edp == result.edp
+
+
+BOUNDS = [
+    {"max_area_mm2": 1.0},
+    {"max_pe_dim": 8, "max_sp_kb": 64.0, "max_acc_kb": 32.0},
+    {"pe_dim": 16, "max_area_mm2": 0.5},
+    {"max_pe_dim": 2, "max_sp_kb": 1.0, "max_acc_kb": 1.0},  # a single grid point
+]
+SMALL = {"num_hw": 4, "initial_hw": 2, "mappings_per_hw": 20, "candidates_per_layer": 40,
+         "top_k": 3}
+
+
+def _check_bounded(res, bounds: dict) -> None:
+    check = HardwareBounds(**bounds)
+    tried = [Hardware(h["pe_dim"], h["sp_kb"], h["acc_kb"]) for h in res.extra["hardware_tried"]]
+    assert len(tried) == 4 and all(check.feasible(h) for h in tried)
+    assert check.feasible(res.hardware)
+    if "max_area_mm2" in bounds:
+        assert res.area_mm2 <= bounds["max_area_mm2"]
+    assert {k: res.config[k] for k in check.to_dict()} == check.to_dict()
+    assert res.edp == score_network(NET, res.mappings, res.hardware).edp
+
+
+@pytest.mark.parametrize("bounds", BOUNDS)
+def test_bo_bounds_honoured(bounds: dict) -> None:
+    _check_bounded(bayes_search(NET, 0, **SMALL, **bounds), bounds)
+
+
+@pytest.mark.parametrize("bounds", BOUNDS)
+def test_bo_flat_bounds_honoured(bounds: dict) -> None:
+    pytest.importorskip("dosa.search.starts", reason="dosa.search.starts not available")
+    _check_bounded(bayes_flat_search(NET, 0, num_hw=4, initial_hw=2, **bounds), bounds)
+
+
+def test_bo_area_bound_is_deterministic() -> None:
+    a = bayes_search(NET, 5, **SMALL, max_area_mm2=0.3)
+    b = bayes_search(NET, 5, **SMALL, max_area_mm2=0.3)
+    assert a.extra["hardware_tried"] == b.extra["hardware_tried"] and a.edp == b.edp
+
+
+def test_bo_no_feasible_hardware_fails_before_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("search work started")
+
+    monkeypatch.setattr(bayes_module, "inner_search", forbidden)
+    monkeypatch.setattr(bayes_module, "Optimizer", forbidden)
+    with pytest.raises(ValueError, match=r"no hardware .*max_area_mm2=0.001"):
+        bayes_search(NET, 0, **SMALL, max_area_mm2=0.001)
+    with pytest.raises(ValueError, match=r"pe_dim 128.*max_area_mm2=0.5"):
+        bayes_flat_search(NET, 0, num_hw=2, pe_dim=128, max_area_mm2=0.5)
+
+
+def test_bo_string_network_accepted() -> None:
+    res = bayes_search("bert", 0, num_hw=1, initial_hw=1, mappings_per_hw=5,
+                       candidates_per_layer=10, top_k=2)
+    assert res.workload == "bert"
+    pytest.importorskip("dosa.search.starts", reason="dosa.search.starts not available")
+    assert bayes_flat_search("bert", 0, num_hw=2, initial_hw=1).workload == "bert"
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32, 1.5, True, "0"])
+def test_bo_rejects_bad_seed(seed: object) -> None:
+    for fn in (bayes_search, bayes_flat_search):
+        with pytest.raises(ValueError, match=r"^seed must be an integer in \[0, 4294967295\]"):
+            fn(NET, seed, num_hw=1, initial_hw=1)  # type: ignore[arg-type]

@@ -139,17 +139,75 @@ def test_artifacts_dir_resolution(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("DOSA_ARTIFACTS_DIR", str(tmp_path / "elsewhere"))
     assert artifacts_dir() == tmp_path / "elsewhere"
     monkeypatch.delenv("DOSA_ARTIFACTS_DIR")
+    # without the variable: the checkout the package comes from, whatever the current folder
+    repo = Path(claims.__file__).resolve().parents[1]
+    for cwd in (tmp_path, repo / "notebooks"):
+        monkeypatch.chdir(cwd)
+        assert artifacts_dir() == repo / "artifacts"
+    monkeypatch.delenv("DOSA_RUNS_DIR", raising=False)
+    assert claims.runs_dir() == repo / "build" / "runs"
+    assert claims.display_path(repo / "artifacts" / "figures" / "x.png") == \
+        "artifacts/figures/x.png"
 
-    repo = tmp_path / "repo"
-    (repo / "notebooks").mkdir(parents=True)
-    (repo / "pyproject.toml").write_text("")
-    monkeypatch.chdir(repo / "notebooks")
-    assert artifacts_dir() == repo / "artifacts"
-    (repo / "notebooks" / "artifacts").mkdir()
-    assert artifacts_dir() == repo / "notebooks" / "artifacts"
+
+def test_deterministic_flag_and_comparison() -> None:
+    ref = {"a": claim(1.0, 2.0, "x", "s"), "b": claim(5.0, None, "x", "s"),
+           "t": claim(10.0, None, "s", "s", deterministic=False),
+           "gone": claim(1.0, None, "x", "s")}
+    cur = {"a": claim(1.0, 2.0, "x", "s"), "b": claim(5.5, None, "x", "s"),
+           "t": claim(12.0, None, "s", "s", deterministic=False),
+           "fresh": claim(3.0, None, "x", "s")}
+    assert "deterministic" not in ref["a"] and ref["t"]["deterministic"] is False
+    table = claims.compare_claims(ref, cur).set_index("key")
+    assert table["status"].to_dict() == {"a": "same", "b": "CHANGED", "t": "timing",
+                                         "gone": "MISSING", "fresh": "new"}
+    assert table.loc["b", "drift"] == pytest.approx(0.1)
+    text = claims.format_comparison(table.reset_index())
+    assert "CHANGED" in text and "committed" in text
+    with pytest.raises(ValueError, match="deterministic"):
+        claims._validate("k", {**ref["a"], "deterministic": "no"})
+
+
+def test_readme_prose_spans_are_rendered_from_claims() -> None:
+    readme = ("x\n<!-- claims:start -->\nold\n<!-- claims:end -->\n"
+              "ratio <!--claim:fig7.r:.2f-->9.99<!--/claim-->x, "
+              "rate <!--claim:bench.r:,.0f-->1<!--/claim-->/s\n")
+    data = {"fig7.r": claim(1.588, 2.8, "x", "s"), "bench.r": claim(1055441.2, None, "x", "s")}
+    out = claims.render_readme(readme, "TABLE", data)
+    assert "ratio <!--claim:fig7.r:.2f-->1.59<!--/claim-->x" in out
+    assert "rate <!--claim:bench.r:,.0f-->1,055,441<!--/claim-->/s" in out
+    assert claims.readme_claim_values(out) == [("fig7.r", ".2f", "1.59"),
+                                               ("bench.r", ",.0f", "1,055,441")]
+    with pytest.raises(ValueError, match="'fig7.r'"):
+        claims.render_readme(readme, "TABLE", {"bench.r": data["bench.r"]})
 
 
 def test_default_path_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOSA_ARTIFACTS_DIR", str(tmp_path / "art"))
     update_claims({"k": claim(1.0, None, "x", "s")})
     assert json.loads((tmp_path / "art" / "claims.json").read_text())["k"]["measured"] == 1.0
+
+
+def test_readme_prose_agrees_with_claims_json() -> None:
+    """Every number cited in README prose is the claims.json value (rendered by make claims)."""
+    repo = Path(claims.__file__).resolve().parents[1]
+    readme = (repo / "README.md").read_text(encoding="utf-8")
+    data = claims.load_claims(repo / "artifacts" / "claims.json")
+    spans = claims.readme_claim_values(readme)
+    assert spans, "README cites no claims"
+    for key, fmt, shown in spans:
+        assert key in data, f"README cites {key!r}, absent from artifacts/claims.json"
+        assert shown == format(data[key]["measured"], fmt), key
+
+
+@pytest.mark.parametrize("content, words", [
+    ('{"a": 1}', "'a'"), ('{"a": {}}', "'a'"),
+    ('{"a": {"measured": "x", "paper": null, "unit": "u", "source": "s"}}', "'a'"),
+    ("{bad", "not valid JSON")])
+def test_malformed_claims_file_is_one_line(tmp_path: Path, content: str, words: str,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "c.json"
+    path.write_text(content)
+    assert claims.main(["--path", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1

@@ -28,7 +28,7 @@ def _row(layer: Layer, mapping: str, hw: Hardware) -> dict[str, object]:
 @pytest.fixture
 def synthetic_csv(tmp_path: Path) -> Path:
     rows = [_row(Layer("ex", P=56, Q=56, C=64, K=64), EXAMPLE, Hardware(16, 28.5, 56)),
-            _row(Layer("conv", R=3, S=3, P=28, Q=28, C=64, K=64), CONV, DOSA_BASE)]
+            _row(Layer("conv", R=3, S=3, P=28, Q=28, C=64, K=64), CONV, Hardware(16, 128, 64))]
     path = tmp_path / "in.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
     return path
@@ -55,7 +55,7 @@ def test_evaluate_synthetic_csv(synthetic_csv: Path, tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(frame[original.columns], original)
     assert frame.loc[0, "model.cycle"] == 200_704
     assert round(frame.loc[0, "model.energy"], 2) == 64.35
-    assert frame.loc[1, "model.area"] == pytest.approx(DOSA_BASE.area_mm2(), rel=1e-9)
+    assert frame.loc[1, "model.area"] == pytest.approx(Hardware(16, 128, 64).area_mm2(), rel=1e-9)
     assert (frame[MODEL_COLUMNS] > 0).all().all()
 
 
@@ -144,3 +144,446 @@ def test_evaluate_requires_both_options(capsys: pytest.CaptureFixture[str]) -> N
         main(["evaluate", "--csv", "x.csv"])
     assert info.value.code == 2
     assert "--out" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------
+# Physically impossible rows, --allow-invalid, and bad --out / --csv paths
+# ----------------------------------------------------------------------------------------------
+@pytest.fixture
+def impossible_csv(tmp_path: Path) -> Path:
+    """Row 1 needs a 784-word accumulator tile; DOSA_BASE has 512 words per bank."""
+    rows = [_row(Layer("ex", P=56, Q=56, C=64, K=64), EXAMPLE, Hardware(16, 28.5, 56)),
+            _row(Layer("conv", R=3, S=3, P=28, Q=28, C=64, K=64), CONV, DOSA_BASE)]
+    path = tmp_path / "impossible.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_impossible_row_is_refused(impossible_csv: Path, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out.csv"
+    assert main(["evaluate", "--csv", str(impossible_csv), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"dosa evaluate: error: {impossible_csv}: row 1 column mapping.mapping: "
+                   "accumulator tile of 784 words overflows one accumulator bank of 512 words "
+                   "(allowed: <= 512 words per bank)")
+    assert not out.exists()
+
+
+def test_allow_invalid_scores_and_marks(impossible_csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.csv"
+    assert main(["evaluate", "--csv", str(impossible_csv), "--out", str(out),
+                 "--allow-invalid"]) == 0
+    frame = pd.read_csv(out, keep_default_na=False)
+    assert list(frame.columns[-5:]) == MODEL_COLUMNS + ["model.valid", "model.invalid_reason"]
+    assert list(frame["model.valid"]) == [True, False]
+    assert frame.loc[0, "model.invalid_reason"] == ""
+    assert "accumulator tile of 784 words" in frame.loc[1, "model.invalid_reason"]
+    assert (frame[MODEL_COLUMNS].astype(float) > 0).all().all()
+    # scoring the marked file again in the normal mode drops the stale validity columns
+    again = tmp_path / "again.csv"
+    frame.iloc[:1].to_csv(tmp_path / "valid.csv", index=False)
+    assert main(["evaluate", "--csv", str(tmp_path / "valid.csv"), "--out", str(again)]) == 0
+    assert "model.valid" not in pd.read_csv(again).columns
+
+
+def _out_error(argv_out: str, csv: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    import time
+
+    start = time.perf_counter()
+    assert main(["evaluate", "--csv", str(csv), "--out", argv_out]) == 2
+    assert time.perf_counter() - start < 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "--out" in err
+    return err
+
+
+@pytest.mark.parametrize("kind", ["directory", "under_file", "empty", "trailing_slash"])
+def test_bad_out_is_refused_before_reading(kind: str, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    missing_csv = tmp_path / "never-read.csv"  # --out is refused before --csv is looked at
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x\n")
+    out = {"directory": str(tmp_path), "under_file": str(a_file / "out.csv"), "empty": "",
+           "trailing_slash": str(tmp_path / "new") + "/"}[kind]
+    _out_error(out, missing_csv, capsys)
+    assert a_file.read_text() == "x\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+
+
+def test_out_in_unwritable_folder_is_refused(synthetic_csv: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    if os.geteuid() == 0:  # root writes through file modes; /proc refuses new files even so
+        if not Path("/proc/self").is_dir():
+            pytest.skip("running as root without /proc: no folder is unwritable")
+        out = "/proc/dosa-test/out.csv"
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        out = str(locked / "out.csv")
+    err = _out_error(out, synthetic_csv, capsys)
+    assert "not writable" in err
+
+
+@pytest.mark.parametrize("kind", ["missing", "folder", "not_utf8", "empty", "binary", "ragged"])
+def test_bad_csv_is_one_line_naming_csv(kind: str, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    import gzip
+
+    src = tmp_path / "in.csv"
+    if kind == "folder":
+        src.mkdir()
+    elif kind == "not_utf8":
+        src.write_bytes("prob.C,mapping.mapping\n1,caf\u00e9\n".encode("latin-1"))
+    elif kind == "empty":
+        src.write_bytes(b"")
+    elif kind == "binary":
+        src.write_bytes(gzip.compress(b"prob.C\n1\n"))
+    elif kind == "ragged":
+        src.write_text('a,b\n1,2\n3,"4\n')
+    out = tmp_path / "out.csv"
+    assert main(["evaluate", "--csv", str(src), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("dosa evaluate: error: --csv ")
+    assert not out.exists()
+
+
+def test_unreadable_csv(synthetic_csv: Path, tmp_path: Path,
+                        capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    if os.geteuid() == 0:
+        pytest.skip("root reads files whatever their mode")
+    synthetic_csv.chmod(0)
+    assert main(["evaluate", "--csv", str(synthetic_csv), "--out", str(tmp_path / "o.csv")]) == 2
+    assert "--csv" in capsys.readouterr().err
+
+
+# --- dosa search / fetch-data / claims: options, --out, run cache, one-line errors -----------
+
+_SUMMARY_KEYS = ("method", "seed", "workload", "hardware", "cycles", "energy_uj", "edp",
+                 "area_mm2", "samples", "wall_s")
+
+
+class _FakeSearchResult:
+    """Stands in for a SearchResult where only the CLI's handling is under test."""
+
+    def to_json(self) -> dict[str, object]:
+        return dict.fromkeys(_SUMMARY_KEYS, 1)
+
+
+def _record_search(monkeypatch: pytest.MonkeyPatch, error: BaseException | None = None
+                   ) -> list[dict[str, object]]:
+    """Replace the search by a recorder (or by ``error``); returns the recorded calls."""
+    calls: list[dict[str, object]] = []
+
+    def fake(network: object, method: str, seed: int, config: dict[str, object], out: Path,
+             **kwargs: object) -> tuple[_FakeSearchResult, bool]:
+        calls.append({"method": method, "seed": seed, "config": dict(config), "out": out})
+        if error is not None:
+            raise error
+        return _FakeSearchResult(), False
+
+    monkeypatch.setattr("dosa.experiments.search_to_folder", fake)
+    return calls
+
+
+def _one_error_line(err: str, prefix: str) -> str:
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith(prefix), err
+    return err
+
+
+@pytest.mark.parametrize(("method", "given", "message"), [
+    ("dosa", ["--num-hw", "3"], "--num-hw applies to --method random, bo (not dosa)"),
+    ("dosa", ["--mappings-per-layer", "5"], "--mappings-per-layer applies to --method random "
+                                            "(not dosa)"),
+    ("bo", ["--mappings-per-layer", "5"], "--mappings-per-layer applies to --method random "
+                                          "(not bo)"),
+    ("bo", ["--predictor", "both"], "--predictor applies to --method dosa (not bo)"),
+    ("bo", ["--starts", "2"], "--starts applies to --method dosa (not bo)"),
+    ("bo", ["--variant", "improved"], "--variant applies to --method dosa (not bo)"),
+    ("random", ["--lr", "0.1"], "--lr applies to --method dosa (not random)"),
+    ("random", ["--round-every", "3"], "--round-every applies to --method dosa (not random)"),
+])
+def test_search_refuses_option_of_another_method(
+        method: str, given: list[str], message: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    calls = _record_search(monkeypatch)
+    argv = ["search", "--workload", "bert", "--method", method, "--out", str(tmp_path / "o"),
+            *given]
+    assert main(argv) == 2
+    err = _one_error_line(capsys.readouterr().err, "dosa search: error: ")
+    assert message in err
+    assert calls == [] and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("method", ["dosa", "random", "bo"])
+def test_search_passes_hardware_bounds_to_every_method(
+        method: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _record_search(monkeypatch)
+    bounds = ["--max-area-mm2", "2.5", "--max-pe-dim", "32", "--max-sp-kb", "64",
+              "--max-acc-kb", "16"]
+    assert main(["search", "--workload", "bert", "--method", method, "--seed", "3",
+                 "--out", str(tmp_path / "o"), *bounds]) == 0
+    assert calls[0]["config"] == {"max_area_mm2": 2.5, "max_pe_dim": 32, "max_sp_kb": 64.0,
+                                  "max_acc_kb": 16.0}
+    assert calls[0]["method"] == method and calls[0]["seed"] == 3
+
+
+def test_search_config_follows_the_option_table(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _record_search(monkeypatch)
+    out = str(tmp_path / "o")
+    assert main(["search", "--workload", "bert", "--method", "random", "--out", out,
+                 "--num-hw", "2", "--mappings-per-layer", "7", "--pe-dim", "16"]) == 0
+    assert main(["search", "--workload", "bert", "--method", "bo", "--out", out,
+                 "--num-hw", "4"]) == 0
+    assert main(["search", "--workload", "bert", "--out", out, "--starts", "1", "--steps", "5",
+                 "--round-every", "2", "--lr", "0.5", "--variant", "improved",
+                 "--start", "random", "--predictor", "analytical"]) == 0
+    assert [c["config"] for c in calls] == [
+        {"num_hw": 2, "mappings_per_layer": 7, "pe_dim": 16},
+        {"num_hw": 4},
+        {"starts": 1, "steps": 5, "round_every": 2, "lr": 0.5, "variant": "improved",
+         "start": "random", "predictor": "analytical"},
+    ]
+
+
+def test_search_help_names_the_methods_of_each_option() -> None:
+    from dosa.cli import SEARCH_OPTIONS, build_parser
+
+    search = build_parser()._subparsers._group_actions[0].choices["search"]  # type: ignore
+    helps = {a.dest: a.help for a in search._actions}
+    for dest, methods in SEARCH_OPTIONS.items():
+        scope = ("all methods" if set(methods) == {"dosa", "random", "bo"}
+                 else "--method " + ", ".join(methods))
+        assert helps[dest].endswith(f"[{scope}]"), (dest, helps[dest])
+
+
+@pytest.mark.parametrize("kind", ["empty", "file", "under_file"])
+def test_search_bad_out_is_refused_at_once(
+        kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import time
+
+    calls = _record_search(monkeypatch)
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    file = tmp_path / "f.txt"
+    file.write_text("keep")
+    out = {"empty": "", "file": str(file), "under_file": str(file / "run")}[kind]
+    t0 = time.perf_counter()
+    assert main(["search", "--workload", "bert", "--method", "random", "--out", out]) == 2
+    assert time.perf_counter() - t0 < 1.0
+    _one_error_line(capsys.readouterr().err, "dosa search: error: --out ")
+    assert calls == [] and list(work.iterdir()) == [] and file.read_text() == "keep"
+
+
+def test_search_out_in_read_only_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    if os.geteuid() == 0:
+        pytest.skip("root writes into read-only folders")
+    calls = _record_search(monkeypatch)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        assert main(["search", "--workload", "bert", "--out", str(locked / "run")]) == 2
+    finally:
+        locked.chmod(0o755)
+    err = _one_error_line(capsys.readouterr().err, "dosa search: error: --out ")
+    assert "not writable" in err and calls == []
+
+
+def _random_search(workload: str, out: Path, *extra: str) -> int:
+    return main(["search", "--workload", workload, "--method", "random", "--num-hw", "2",
+                 "--mappings-per-layer", "5", "--quiet", "--out", str(out), *extra])
+
+
+def test_search_out_of_another_network_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Re-running into an --out of another network used to print that network's result."""
+    import json
+
+    out = tmp_path / "run"
+    assert _random_search("bert", out) == 0
+    stored = (out / "result.json").read_text()
+    assert json.loads(stored)["workload"] == "bert"
+    capsys.readouterr()
+    assert _random_search("bert", out) == 0  # the identical run is reused
+    assert json.loads(capsys.readouterr().out)["workload"] == "bert"
+    assert _random_search("resnet50", out) == 2
+    captured = capsys.readouterr()
+    err = _one_error_line(captured.err, "dosa search: error: ")
+    assert "--force" in err and captured.out == ""
+    assert (out / "result.json").read_text() == stored
+    assert _random_search("resnet50", out, "--force") == 0
+    assert json.loads(capsys.readouterr().out)["workload"] == "resnet50"
+
+
+def test_search_corrupt_result_names_force(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "result.json").write_text("{not json")
+    assert _random_search("bert", out) == 2
+    err = _one_error_line(capsys.readouterr().err, "dosa search: error: ")
+    assert "--force" in err
+    assert (out / "result.json").read_text() == "{not json"
+
+
+def test_search_diverging_lr_is_one_line(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["search", "--workload", "bert", "--variant", "improved", "--lr", "100",
+            "--starts", "1", "--steps", "5", "--quiet", "--out", str(tmp_path / "o")]
+    assert main(argv) == 2
+    err = _one_error_line(capsys.readouterr().err, "dosa search: error: ")
+    assert "--lr 100 made the search diverge (non-finite loss)" in err
+    assert "try a smaller --lr (default: " in err
+    assert not (tmp_path / "o" / "result.json").exists()
+
+
+@pytest.mark.parametrize("seed", ["-1", "99999999999", "4294967296", "1.5", "x"])
+def test_search_seed_out_of_range(seed: str, tmp_path: Path,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["search", "--workload", "bert", "--seed", seed, "--out", str(tmp_path / "o")])
+    assert info.value.code == 2
+    err = _one_error_line(capsys.readouterr().err, "dosa search: error: ")
+    assert "--seed" in err and "[0, 4294967295]" in err
+
+
+def test_search_seed_bounds_accepted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _record_search(monkeypatch)
+    for seed in ("0", "4294967295"):
+        assert main(["search", "--workload", "bert", "--method", "random", "--seed", seed,
+                     "--out", str(tmp_path / "o")]) == 0
+    assert [c["seed"] for c in calls] == [0, 4294967295]
+
+
+@pytest.mark.parametrize("given", [["--starts", "0"], ["--num-hw", "-2"], ["--lr", "nan"],
+                                   ["--max-sp-kb", "0"], ["--pe-dim", "4.5"]])
+def test_search_non_positive_numbers_refused(given: list[str], tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    method = "random" if given[0] == "--num-hw" else "dosa"
+    with pytest.raises(SystemExit) as info:
+        main(["search", "--workload", "bert", "--method", method, "--out",
+              str(tmp_path / "o"), *given])
+    assert info.value.code == 2
+    err = _one_error_line(capsys.readouterr().err, "dosa search: error: ")
+    assert given[0] in err and "positive" in err
+
+
+@pytest.mark.parametrize("kind", ["directory", "not_utf8", "duplicate_key"])
+def test_search_bad_workload_is_one_line(kind: str, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    calls = _record_search(monkeypatch)
+    workload = tmp_path / "net.yaml"
+    if kind == "directory":
+        workload.mkdir()
+        expected = "is a directory; expected a YAML workload file"
+    elif kind == "not_utf8":
+        workload.write_bytes("layers: [{name: caf\u00e9, C: 3, K: 4}]\n".encode("latin-1"))
+        expected = "UTF-8"
+    else:
+        workload.write_text("layers:\n  - {name: a, C: 3, C: 5, K: 4}\n")
+        expected = "layer 'a': duplicate key 'C'"
+    assert main(["search", "--workload", str(workload), "--out", str(tmp_path / "o")]) == 2
+    err = _one_error_line(capsys.readouterr().err,
+                          f"dosa search: error: --workload {workload}")
+    assert expected in err and calls == []
+
+
+def test_fetch_data_unknown_key(monkeypatch: pytest.MonkeyPatch,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    def no_fetch(key: str) -> Path:
+        raise AssertionError("nothing may be fetched when a key is unknown")
+
+    monkeypatch.setattr(data, "path", no_fetch)
+    assert main(["fetch-data", "timeloop", "bogus"]) == 2
+    err = _one_error_line(capsys.readouterr().err, "dosa fetch-data: error: ")
+    assert "'bogus'" in err and "'timeloop'" not in err
+    for key in data.FILES:
+        assert key in err
+
+
+def test_unknown_data_key_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="unknown DOSA data file 'nope'; allowed: "):
+        data.path("nope")
+
+
+@pytest.mark.parametrize("command", ["fetch-data", "search"])
+def test_ctrl_c_is_exit_130_without_traceback(command: str, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    def interrupted(*args: object, **kwargs: object) -> Path:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(data, "path", interrupted)
+    _record_search(monkeypatch, KeyboardInterrupt())
+    argv = (["fetch-data", "timeloop"] if command == "fetch-data"
+            else ["search", "--workload", "bert", "--out", str(tmp_path / "o")])
+    assert main(argv) == 130
+    assert capsys.readouterr().err == f"dosa {command}: interrupted\n"
+
+
+@pytest.mark.parametrize("error", [PermissionError(13, "Permission denied", "/x/result.json"),
+                                   RuntimeError("no data\nsecond line"),
+                                   FloatingPointError("overflow")])
+def test_user_errors_are_one_line(error: Exception, tmp_path: Path,
+                                  monkeypatch: pytest.MonkeyPatch,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    _record_search(monkeypatch, error)
+    assert main(["search", "--workload", "bert", "--method", "random",
+                 "--out", str(tmp_path / "o")]) == 2
+    _one_error_line(capsys.readouterr().err, "dosa search: error: ")
+
+
+@pytest.mark.parametrize("error", [TypeError("bug"), AssertionError("bug"),
+                                   NotImplementedError("bug")])
+def test_programming_errors_keep_their_traceback(error: Exception, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    _record_search(monkeypatch, error)
+    with pytest.raises(type(error)):
+        main(["search", "--workload", "bert", "--method", "random",
+              "--out", str(tmp_path / "o")])
+
+
+def test_usage_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["search", "--workload", "bert", "--method", "sgd", "--out", "x"])
+    assert info.value.code == 2
+    err = _one_error_line(capsys.readouterr().err, "dosa search: error: argument --method")
+    assert "'dosa', 'random', 'bo'" in err
+
+
+@pytest.mark.parametrize("kind", ["missing", "directory"])
+def test_claims_path_must_exist(kind: str, tmp_path: Path,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "nope.json" if kind == "missing" else tmp_path
+    assert main(["claims", "--path", str(path)]) == 2
+    err = _one_error_line(capsys.readouterr().err, "dosa claims: error: --path ")
+    assert str(path) in err and "claims.json" in err
+
+
+@pytest.mark.parametrize("method", ["random", "bo"])
+def test_baselines_honour_hardware_bounds_end_to_end(method: str, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """--max-* used to be silently ignored by random and bo (designs beyond the bounds)."""
+    import json
+
+    budget = ["--mappings-per-layer", "5"] if method == "random" else []
+    assert main(["search", "--workload", "bert", "--method", method, "--num-hw", "3", *budget,
+                 "--max-pe-dim", "8", "--max-sp-kb", "32", "--max-acc-kb", "16", "--quiet",
+                 "--out", str(tmp_path / "o")]) == 0
+    hw = json.loads(capsys.readouterr().out)["hardware"]
+    assert hw["pe_dim"] <= 8 and hw["sp_kb"] <= 32 and hw["acc_kb"] <= 16

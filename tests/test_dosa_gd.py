@@ -128,3 +128,36 @@ def test_every_start_generator_searches(bert: Network, start: str) -> None:
         m.check(layer, res.hardware)
     # the random start is charged its k candidate designs, the others one design
     assert res.samples == 10 + (20 if start == "random" else 1)
+
+
+def test_predictor_run_reports_one_evaluator(bert: Network, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trajectory and edp come from the same evaluator; the file is named by content hash;
+    built-in predictor names resolve from the checkout, not from the current folder."""
+    import torch
+
+    from dosa.learned import FEATURE_NAMES, LatencyPredictor, file_sha256, save_predictor
+
+    torch.manual_seed(0)
+    model = LatencyPredictor("both", keep=range(len(FEATURE_NAMES)), hidden=(4,)).freeze()
+    path = save_predictor(model, tmp_path / "art" / "models" / "both.pt")
+    monkeypatch.setenv("DOSA_ARTIFACTS_DIR", str(tmp_path / "art"))
+    monkeypatch.chdir(tmp_path)
+    res = dosa_search("bert", 0, predictor="both", **SMALL)
+    assert res.evaluator["latency"] == "learned predictor 'both'"
+    assert res.evaluator["predictor_sha256"] == file_sha256(path)
+    assert res.trajectory[-1][1] == pytest.approx(res.edp, rel=1e-12)
+    counts = bert.counts_array()
+    assert res.edp == pytest.approx(np.dot(counts, res.layer_cycles)
+                                    * np.dot(counts, res.layer_energy_uj), rel=1e-12)
+    assert res.extra["analytical"]["edp"] != res.edp
+    samples = [s for s, _ in res.trajectory]
+    assert samples == sorted(set(samples))
+
+
+def test_string_network_and_bad_options() -> None:
+    assert dosa_search("bert", 0, starts=1, steps=4, round_every=2).workload == "bert"
+    with pytest.raises(ValueError, match="seed must be an integer"):
+        dosa_search("bert", -1, starts=1, steps=4)
+    with pytest.raises(ValueError, match="unknown DOSA option"):
+        dosa_search("bert", 0, num_hw=3)

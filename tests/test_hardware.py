@@ -16,11 +16,15 @@ import torch
 from dosa import data
 from dosa.hardware import (
     ARCH_COLUMNS,
+    AREA_FIT_RANGE,
     DOSA_BASE,
     GEMMINI_DEFAULT,
+    PE_DIM_LIMIT,
     Hardware,
     HardwareError,
     area_model,
+    area_model_range_issue,
+    check_pe_dim,
     hardware_from_arch_columns,
 )
 
@@ -245,3 +249,56 @@ def test_area_model_monotone_between_grid_points() -> None:
         pes = np.full_like(kb, p)
         assert np.all(np.diff(area_model().predict(pes, kb, fixed)) >= 0)
         assert np.all(np.diff(area_model().predict(pes, fixed, kb)) >= 0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Fitted range of the area model and absurd array sizes
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("hw", [Hardware(2, 1.0, 1.0), Hardware(128, 2048.0, 2048.0),
+                                GEMMINI_DEFAULT, DOSA_BASE, Hardware(48, 28.5, 56.0),
+                                Hardware(3, 1000.0, 1.5)])
+def test_area_model_range_issue_none_inside_fitted_box(hw: Hardware) -> None:
+    assert area_model_range_issue(hw) is None
+
+
+@pytest.mark.parametrize(("hw", "words"), [
+    (Hardware(256, 64.0, 64.0), ["pe_dim=256 is outside 2..128"]),
+    (Hardware(1, 64.0, 64.0), ["pe_dim=1 is outside 2..128"]),
+    (Hardware(16, 4096.0, 64.0), ["sp_kb=4096 is outside 1..2048"]),
+    (Hardware(16, 64.0, 0.5), ["acc_kb=0.5 is outside 1..2048"]),
+    (Hardware(2048, 0.25, 9000.0), ["pe_dim=2048", "sp_kb=0.25", "acc_kb=9000"]),
+])
+def test_area_model_range_issue_says_what_is_outside(hw: Hardware, words: list[str]) -> None:
+    issue = area_model_range_issue(hw)
+    assert issue is not None and issue.startswith("area model extrapolated")
+    for word in words:
+        assert word in issue
+    assert "95 published" in issue
+
+
+def test_area_fit_range_is_that_of_the_published_configs(dataset_configs: pd.DataFrame) -> None:
+    """The stated range is exactly the span of the 95 configurations the model was fit on."""
+    for col, field in (("pe", "pe_dim"), ("sp", "sp_kb"), ("acc", "acc_kb")):
+        assert (dataset_configs[col].min(), dataset_configs[col].max()) == AREA_FIT_RANGE[field]
+    for row in dataset_configs.itertuples():
+        assert area_model_range_issue(Hardware(int(row.pe), row.sp, row.acc)) is None
+
+
+def test_baseline_grid_lies_inside_area_fit_range() -> None:
+    from dosa.search.options import HardwareBounds
+
+    assert all(area_model_range_issue(hw) is None for hw in HardwareBounds().candidates())
+
+
+@pytest.mark.parametrize("good", [1, 16, PE_DIM_LIMIT, np.int64(128)])
+def test_check_pe_dim_accepts(good: object) -> None:
+    assert check_pe_dim(good) == int(good) and type(check_pe_dim(good)) is int
+
+
+@pytest.mark.parametrize("bad", [0, -4, PE_DIM_LIMIT + 1, 100_000, 16.0, True, None, "16"])
+def test_check_pe_dim_refuses_absurd_or_non_integer(bad: object) -> None:
+    with pytest.raises(ValueError) as err:
+        check_pe_dim(bad)
+    assert str(err.value) == f"pe_dim must be an integer in [1, 1024], got {bad!r}"
+    with pytest.raises(ValueError, match=r"^max_pe_dim must be an integer in \[1, 1024\]"):
+        check_pe_dim(bad, "max_pe_dim")

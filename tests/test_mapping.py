@@ -434,3 +434,14 @@ def test_stack_mappings_shapes_and_dtypes() -> None:
     assert t.dtype == s.dtype == torch.float64 and r.dtype == torch.int64
     np.testing.assert_array_equal(t[1].numpy(), ms[1].temporal)
     assert pd.Series(r[0, 1].numpy()).is_unique
+
+
+def test_canonical_equals_the_string_round_trip() -> None:
+    rng = np.random.default_rng(0)
+    m = parse_mapping("L3[WIO] Q7 C4 K2 - L2[WI] N1 - L1[O] P8 K16 C16X - L0[W] N1 K16X")
+    for _ in range(20):
+        rank = np.array([rng.permutation(7) for _ in range(4)])
+        shuffled = Mapping(m.temporal, m.spatial, rank)
+        canon = shuffled.canonical()
+        assert np.array_equal(canon.rank, parse_mapping(shuffled.to_string()).rank)
+        assert canon.to_string() == shuffled.to_string()

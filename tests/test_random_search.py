@@ -7,9 +7,11 @@ import pytest
 
 from dosa.evaluation import evaluate_layers, score_network
 from dosa.hardware import Hardware
+from dosa.search import random_search as random_search_module
+from dosa.search.options import HardwareBounds
 from dosa.search.random_search import evaluate_samples, pick_best, random_search
 from dosa.search.sampler import sample_mappings, to_mappings
-from dosa.workload import Layer, Network
+from dosa.workload import Layer, Network, WorkloadError, as_network
 
 NET = Network("tiny", (
     Layer("conv", R=3, S=3, P=14, Q=14, C=32, K=64, Wstride=2, Hstride=2, count=2),
@@ -28,7 +30,9 @@ def test_budget_and_accounting(result) -> None:
     assert result.samples == 3 * 40
     # Every (hw, layer) found its 40 mappings here, so every one was evaluated.
     assert result.model_evals == 3 * len(NET) * 40
-    assert result.config == {"num_hw": 3, "mappings_per_layer": 40, "pe_dim": None}
+    assert result.config == {"num_hw": 3, "mappings_per_layer": 40, "pe_dim": None,
+                             "max_pe_dim": None, "max_sp_kb": None, "max_acc_kb": None,
+                             "max_area_mm2": None}
     xs = [x for x, _ in result.trajectory]
     assert all(x % 40 == 0 for x in xs) and xs[-1] == result.samples
 
@@ -79,3 +83,79 @@ def test_pick_best_takes_least_per_layer_edp() -> None:
 def test_rejects_bad_budget(kwargs: dict) -> None:
     with pytest.raises(ValueError, match="must be a positive integer"):
         random_search(NET, 0, **kwargs)
+
+
+def test_unbounded_draws_unchanged(result) -> None:
+    """Results stored before bounds existed stay reproducible."""
+    tried = [Hardware.from_dict(h).as_tuple() for h in result.extra["hardware_tried"]]
+    assert tried == [(64, 8.0, 1.0), (32, 8.0, 1.0), (16, 1.0, 4.0)]  # pinned, seed 0
+    for kwargs in ({"max_pe_dim": None, "max_sp_kb": None, "max_acc_kb": None,
+                    "max_area_mm2": None},
+                   {"max_pe_dim": 128, "max_sp_kb": 2048.0}):  # excludes no grid point
+        again = random_search(NET, 0, num_hw=3, mappings_per_layer=40, **kwargs)
+        assert again.extra["hardware_tried"] == result.extra["hardware_tried"]
+        assert again.edp == result.edp
+
+
+@pytest.mark.parametrize("bounds", [
+    {"max_area_mm2": 1.0},
+    {"max_pe_dim": 8, "max_sp_kb": 64.0, "max_acc_kb": 32.0},
+    {"pe_dim": 16, "max_area_mm2": 0.5},
+    {"max_pe_dim": 2, "max_sp_kb": 1.0, "max_acc_kb": 1.0},  # a single grid point
+])
+def test_bounds_honoured(bounds: dict) -> None:
+    res = random_search(NET, 0, num_hw=4, mappings_per_layer=20, **bounds)
+    check = HardwareBounds(**bounds)
+    tried = [Hardware.from_dict(h) for h in res.extra["hardware_tried"]]
+    assert len(tried) == 4 and all(check.feasible(h) for h in tried)
+    assert check.feasible(res.hardware)
+    if "max_area_mm2" in bounds:
+        assert res.area_mm2 <= bounds["max_area_mm2"]
+    assert {k: res.config[k] for k in check.to_dict()} == check.to_dict()
+    assert res.edp == score_network(NET, res.mappings, res.hardware).edp
+
+
+def test_unbounded_draws_exceed_the_area_bound(result) -> None:
+    """Without the bound the same seed picks a bigger design, so the test above has teeth."""
+    assert max(Hardware.from_dict(h).area_mm2() for h in result.extra["hardware_tried"]) > 1.0
+
+
+def test_no_feasible_hardware_fails_before_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("search work started")
+
+    monkeypatch.setattr(random_search_module, "sample_mappings", forbidden)
+    with pytest.raises(ValueError, match=r"no hardware .*max_area_mm2=0.001"):
+        random_search(NET, 0, num_hw=2, mappings_per_layer=5, max_area_mm2=0.001)
+    with pytest.raises(ValueError, match=r"max_sp_kb=0.5"):
+        random_search(NET, 0, num_hw=2, mappings_per_layer=5, max_sp_kb=0.5)
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"pe_dim": 5000}, r"pe_dim must be an integer in \[1, 1024\]"),
+    ({"pe_dim": 16, "max_pe_dim": 8}, "pe_dim=16 exceeds max_pe_dim=8"),
+    ({"max_area_mm2": -1.0}, "max_area_mm2 must be a positive number"),
+])
+def test_rejects_bad_bounds(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        random_search(NET, 0, num_hw=1, mappings_per_layer=5, **kwargs)
+
+
+def test_string_network_accepted() -> None:
+    res = random_search("bert", 0, num_hw=1, mappings_per_layer=5)
+    assert res.workload == "bert" and len(res.mappings) == len(as_network("bert"))
+
+
+def test_as_network() -> None:
+    assert as_network(NET) is NET
+    assert as_network("BERT").name == "bert"
+    with pytest.raises(WorkloadError, match="not a built-in network"):
+        as_network("no-such-network")
+    with pytest.raises(TypeError, match="network must be a Network"):
+        as_network(3)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32, 1.5, True, "0"])
+def test_rejects_bad_seed(seed: object) -> None:
+    with pytest.raises(ValueError, match=r"^seed must be an integer in \[0, 4294967295\], got "):
+        random_search(NET, seed, num_hw=1, mappings_per_layer=5)  # type: ignore[arg-type]

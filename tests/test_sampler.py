@@ -9,10 +9,12 @@ import pytest
 
 from dosa.hardware import Hardware
 from dosa.mapping import ACC_ORDER, Mapping, order_to_rank
+from dosa.search.options import SEED_MAX, HardwareBounds, check_seed, grid_size
 from dosa.search.sampler import (
     all_dram_mapping,
     factor_table,
     random_hardware,
+    sample_hardware,
     sample_mappings,
     to_mappings,
 )
@@ -140,3 +142,125 @@ def test_to_mappings_round_trips() -> None:
     assert all(isinstance(m, Mapping) for m in ms)
     np.testing.assert_array_equal(np.stack([m.temporal for m in ms]), arrays[0])
     np.testing.assert_array_equal(np.stack([m.rank for m in ms]), arrays[2])
+
+
+# ----------------------------------------------------------------------------------------------
+# Hardware bounds and bounded hardware sampling
+# ----------------------------------------------------------------------------------------------
+GRID = [Hardware(2**p, float(2**s), float(2**a))
+        for p in range(1, 8) for s in range(12) for a in range(12)]
+
+
+@pytest.mark.parametrize(("kwargs", "field"), [
+    ({"max_sp_kb": -1.0}, "max_sp_kb"),
+    ({"max_acc_kb": 0}, "max_acc_kb"),
+    ({"max_area_mm2": float("nan")}, "max_area_mm2"),
+    ({"max_pe_dim": 0}, "max_pe_dim"),
+    ({"max_pe_dim": 8.0}, "max_pe_dim"),
+    ({"max_pe_dim": True}, "max_pe_dim"),
+    ({"pe_dim": 0}, "pe_dim"),
+    ({"pe_dim": 2000}, "pe_dim"),
+    ({"pe_dim": 16, "max_pe_dim": 8}, "pe_dim=16 exceeds max_pe_dim=8"),
+])
+def test_hardware_bounds_validation_names_the_field(kwargs: dict, field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        HardwareBounds(**kwargs)
+
+
+def test_hardware_bounds_refuse_absurd_pe_dim() -> None:
+    with pytest.raises(ValueError, match=r"pe_dim must be an integer in \[1, 1024\], got 4096"):
+        HardwareBounds(pe_dim=4096)
+    assert HardwareBounds(pe_dim=1024).pe_dim == 1024
+
+
+def test_hardware_bounds_normalise_values() -> None:
+    b = HardwareBounds(pe_dim=np.int64(16), max_pe_dim=np.int64(32), max_sp_kb=64,
+                       max_acc_kb=np.float32(8.0), max_area_mm2=2)
+    assert b.to_dict() == {"pe_dim": 16, "max_pe_dim": 32, "max_sp_kb": 64.0,
+                           "max_acc_kb": 8.0, "max_area_mm2": 2.0}
+    assert type(b.pe_dim) is int and type(b.max_sp_kb) is float
+    assert "max_sp_kb=64.0" in str(b)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {}, {"max_area_mm2": 1.0}, {"max_pe_dim": 8, "max_sp_kb": 64, "max_acc_kb": 32},
+    {"pe_dim": 16, "max_area_mm2": 0.5}, {"pe_dim": 32}, {"max_sp_kb": 100.0, "max_acc_kb": 3.0},
+])
+def test_bounds_feasible_matches_dosa_config(kwargs: dict) -> None:
+    """Same semantics as DosaConfig.feasible, so DOSA can switch to HardwareBounds."""
+    from dosa.search.dosa_gd import DosaConfig
+
+    bounds, cfg = HardwareBounds(**kwargs), DosaConfig(**kwargs)
+    probes = GRID + [Hardware(16, 28.5, 56.0), Hardware(12, 100.0, 3.0), Hardware(256, 1.0, 1.0)]
+    assert [bounds.feasible(hw) for hw in probes] == [cfg.feasible(hw) for hw in probes]
+
+
+def test_candidates_are_exactly_the_feasible_grid_points() -> None:
+    assert HardwareBounds().candidates() == GRID
+    assert len(GRID) == grid_size()
+    box = HardwareBounds(max_pe_dim=8, max_sp_kb=64, max_acc_kb=32).candidates()
+    assert len(box) == 3 * 7 * 6
+    area = HardwareBounds(max_area_mm2=1.0)
+    found = area.candidates()
+    assert found == [hw for hw in GRID if hw.area_mm2() <= 1.0]
+    assert 0 < len(found) < len(GRID)
+    fixed = HardwareBounds(pe_dim=12).candidates()
+    assert len(fixed) == grid_size(12) == 144 and {hw.pe_dim for hw in fixed} == {12}
+    assert not HardwareBounds().excludes_grid_points()
+    assert not HardwareBounds(max_pe_dim=128, max_sp_kb=2048).excludes_grid_points()
+    assert area.excludes_grid_points()
+
+
+def test_require_candidates_names_the_bounds() -> None:
+    with pytest.raises(ValueError, match=r"no hardware .* satisfies the bounds .*area_mm2=0.001"):
+        HardwareBounds(max_area_mm2=0.001).require_candidates()
+    with pytest.raises(ValueError, match=r"pe_dim 128.*max_area_mm2=0.5"):
+        HardwareBounds(pe_dim=128, max_area_mm2=0.5).require_candidates()
+
+
+def test_sample_hardware_without_limits_keeps_random_hardware_draws() -> None:
+    """Stored results stay reproducible: no bounds (or bounds excluding nothing) = old draws."""
+    old = random_hardware(np.random.default_rng(5), 40)
+    assert sample_hardware(np.random.default_rng(5), 40) == old
+    assert sample_hardware(np.random.default_rng(5), 40, HardwareBounds()) == old
+    assert sample_hardware(np.random.default_rng(5), 40,
+                           HardwareBounds(max_pe_dim=128, max_acc_kb=4096)) == old
+    assert (sample_hardware(np.random.default_rng(5), 40, HardwareBounds(pe_dim=16))
+            == random_hardware(np.random.default_rng(5), 40, pe_dim=16))
+    # Pinned: the first draws of seed 0 as random search has always made them.
+    assert [h.as_tuple() for h in random_hardware(np.random.default_rng(0), 3)] == [
+        (64, 8.0, 1.0), (32, 8.0, 1.0), (16, 1.0, 4.0)]
+
+
+def test_sample_hardware_is_uniform_over_feasible_points() -> None:
+    bounds = HardwareBounds(max_pe_dim=8, max_sp_kb=4, max_acc_kb=2)
+    hws = sample_hardware(np.random.default_rng(0), 3000, bounds)
+    assert all(bounds.feasible(h) for h in hws)
+    counts = {h: hws.count(h) for h in set(hws)}
+    assert set(counts) == set(bounds.candidates()) and len(counts) == 3 * 3 * 2
+    assert min(counts.values()) > 3000 / 18 * 0.7
+    assert sample_hardware(np.random.default_rng(0), 3000, bounds) == hws
+    area = HardwareBounds(max_area_mm2=0.2)
+    assert all(h.area_mm2() <= 0.2 for h in sample_hardware(np.random.default_rng(1), 200, area))
+
+
+def test_sample_hardware_without_feasible_point_raises() -> None:
+    with pytest.raises(ValueError, match="max_sp_kb=0.5"):
+        sample_hardware(np.random.default_rng(0), 3, HardwareBounds(max_sp_kb=0.5))
+    with pytest.raises(ValueError, match="n must be"):
+        sample_hardware(np.random.default_rng(0), -1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Seeds
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("good", [0, 7, SEED_MAX, np.int64(3)])
+def test_check_seed_accepts_32_bit_integers(good: object) -> None:
+    assert check_seed(good) == int(good) and type(check_seed(good)) is int
+
+
+@pytest.mark.parametrize("bad", [-1, 2**32, 1.0, True, "0", None])
+def test_check_seed_rejects_others(bad: object) -> None:
+    with pytest.raises(ValueError) as err:
+        check_seed(bad)
+    assert str(err.value) == f"seed must be an integer in [0, 4294967295], got {bad!r}"

@@ -255,3 +255,52 @@ def test_missing_file_lists_builtins(tmp_path: Path) -> None:
         assert name in msg
     with pytest.raises(WorkloadError, match="resnet50, bert, unet, retinanet"):
         load_network("vgg16")
+
+
+# --- YAML reading: one clear error per bad file ------------------------------------------------
+
+
+def test_duplicate_layer_key_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "dup.yaml"
+    path.write_text("name: n\nlayers:\n  - {name: a, C: 3, C: 5, K: 4}\n")
+    with pytest.raises(WorkloadError) as exc:
+        load_network(path)
+    msg = str(exc.value)
+    assert "duplicate key 'C'" in msg and "layer 'a'" in msg and str(path) in msg
+    assert "line 3" in msg
+
+
+def test_duplicate_top_level_key_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "dup.yaml"
+    path.write_text("name: n\nlayers:\n  - {name: a, C: 3, K: 4}\nname: m\n")
+    with pytest.raises(WorkloadError, match="top level: duplicate key 'name'"):
+        load_network(path)
+
+
+def test_yaml_merge_keys_may_be_overridden(tmp_path: Path) -> None:
+    path = tmp_path / "merge.yaml"
+    path.write_text("layers:\n  - &l0 {name: a, C: 3, K: 4}\n  - {<<: *l0, name: b, K: 8}\n")
+    net = load_network(path)
+    assert net["b"].K == 8 and net["b"].C == 3
+
+
+def test_non_utf8_file_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("layers:\n  - {name: caf\u00e9, C: 3, K: 4}\n".encode("latin-1"))
+    with pytest.raises(WorkloadError) as exc:
+        load_network(path)
+    msg = str(exc.value)
+    assert str(path) in msg and "UTF-8" in msg
+
+
+def test_directory_is_not_a_workload(tmp_path: Path) -> None:
+    with pytest.raises(WorkloadError) as exc:
+        load_network(tmp_path)
+    msg = str(exc.value)
+    assert "is a directory" in msg and "YAML" in msg and "resnet50" in msg
+    assert "does not exist" not in msg
+
+
+def test_empty_workload_name_rejected() -> None:
+    with pytest.raises(WorkloadError, match="workload is empty; .*resnet50"):
+        load_network("")

@@ -5,9 +5,11 @@
 * Outer loop: a scikit-optimize :class:`~skopt.Optimizer` (GP surrogate, EI or LCB acquisition,
   ``acq_optimizer="sampling"``) over the hardware in log2 space - log2 pe_dim 1..7, log2 KB of
   scratchpad and accumulator 0..11, the random-hardware grid of spec §1.2 - minimising the *log*
-  of the network EDP (the original fit a GP to raw EDP). Each proposal is evaluated by the inner
-  search; proposals follow the acquisition function, so the original's double-argsort bug (its
-  final 10 "best" proposals were effectively arbitrary grid points) has no counterpart here.
+  of the network EDP (the original fit a GP to raw EDP). Hardware bounds (``max_*``, as in DOSA)
+  restrict the space to the feasible grid points (:class:`HardwareSpace`). Each proposal is
+  evaluated by the inner search; proposals follow the acquisition function, so the original's
+  double-argsort bug (its final 10 "best" proposals were effectively arbitrary grid points) has
+  no counterpart here.
 * Inner loop, per proposed hardware and per layer: ``mappings_per_hw`` random valid mappings are
   evaluated with the model; a GP (scikit-learn) is fitted to their log per-layer EDP on a compact
   17-number encoding of the mapping (:func:`encode_mappings`, instead of the original's 84 raw
@@ -53,17 +55,11 @@ from tqdm import tqdm
 from dosa.evaluation import network_edp
 from dosa.hardware import Hardware
 from dosa.mapping import Mapping
-from dosa.search.options import positive_int
+from dosa.search.options import HardwareBounds, check_seed, grid_hardware, positive_int
 from dosa.search.random_search import Samples, evaluate_samples, pick_best
 from dosa.search.result import SearchResult, Trajectory, finish_result
-from dosa.search.sampler import (
-    LOG2_ACC_KB_RANGE,
-    LOG2_PE_RANGE,
-    LOG2_SP_KB_RANGE,
-    sample_mappings,
-    single_threaded,
-)
-from dosa.workload import Network
+from dosa.search.sampler import sample_mappings, single_threaded
+from dosa.workload import Network, as_network
 
 log = logging.getLogger(__name__)
 
@@ -149,23 +145,52 @@ def inner_search(network: Network, hw: Hardware, rng: np.random.Generator, *,
     return mappings, best_c, best_e, int(len(cycles) + len(p_cycles))
 
 
-def hardware_space(pe_dim: int | None) -> list[Integer]:
-    """skopt search space in log2 units; without the pe_dim axis when pe_dim is fixed."""
-    space = [Integer(*LOG2_SP_KB_RANGE, name="log2_sp_kb"),
-             Integer(*LOG2_ACC_KB_RANGE, name="log2_acc_kb")]
-    if pe_dim is None:
-        space.insert(0, Integer(*LOG2_PE_RANGE, name="log2_pe_dim"))
-    return space
+class HardwareSpace:
+    """The feasible hardware grid as a scikit-optimize space in log2 units.
 
+    Axes log2 pe_dim (absent when pe_dim is fixed), log2 scratchpad KB and log2 accumulator KB,
+    each narrowed to the exponents the feasible grid points use, so box bounds (max_pe_dim,
+    max_sp_kb, max_acc_kb) simply shrink the Integer ranges; an axis left with one value is
+    fixed instead of searched (skopt needs low < high). When the feasible points do not fill
+    that box (an area bound cuts off a corner), :attr:`constraint` is skopt's
+    ``space_constraint``: skopt then filters its random initial points, its acquisition samples
+    and its duplicate fallback through it, so every proposal is feasible. That is the simplest
+    deterministic choice: the GP keeps the ordered log2 lattice (a categorical index over the
+    candidates would be one-hot encoded and lose it), and no evaluation is spent on an invented
+    penalty value. With no bounds the space is exactly the pre-bounds one (no constraint), so
+    unbounded runs reproduce earlier results.
+    """
 
-def point_to_hardware(x: list[int], pe_dim: int | None) -> Hardware:
-    if pe_dim is None:
-        return Hardware(2 ** int(x[0]), float(2 ** int(x[1])), float(2 ** int(x[2])))
-    return Hardware(int(pe_dim), float(2 ** int(x[0])), float(2 ** int(x[1])))
+    AXES = ("log2_pe_dim", "log2_sp_kb", "log2_acc_kb")
+
+    def __init__(self, bounds: HardwareBounds) -> None:
+        self.bounds = bounds
+        coords = np.array([[0 if bounds.pe_dim is not None else round(math.log2(hw.pe_dim)),
+                            round(math.log2(hw.sp_kb)), round(math.log2(hw.acc_kb))]
+                           for hw in bounds.require_candidates()], dtype=np.int64)
+        low, high = coords.min(axis=0), coords.max(axis=0)
+        self._searched = [a for a in range(3) if high[a] > low[a]]
+        self._base = coords[0]
+        self.dimensions = [Integer(int(low[a]), int(high[a]), name=self.AXES[a])
+                           for a in self._searched]
+        allowed = {tuple(int(v) for v in row[self._searched]) for row in coords}
+        box = math.prod(int(high[a] - low[a] + 1) for a in self._searched)
+        self._allowed = allowed
+        self.constraint: Callable[[list[int]], bool] | None = (
+            None if len(allowed) == box else self._is_allowed)
+
+    def _is_allowed(self, x: list[int]) -> bool:
+        return tuple(int(v) for v in x) in self._allowed
+
+    def to_hardware(self, x: list[int]) -> Hardware:
+        """The hardware of a point of :attr:`dimensions` (fixed axes filled in)."""
+        full = self._base.copy()
+        full[self._searched] = [int(v) for v in x]
+        return grid_hardware(int(full[0]), int(full[1]), int(full[2]), self.bounds.pe_dim)
 
 
 def _hardware_bo(network: Network, seed: int, *, num_hw: int, initial_hw: int,
-                 pe_dim: int | None, acq_func: str, progress: bool, desc: str,
+                 bounds: HardwareBounds, acq_func: str, progress: bool, desc: str,
                  samples_per_hw: int,
                  evaluate_hw: Callable[[Hardware], tuple[list[Mapping], float, int]]
                  ) -> tuple[Hardware, list[Mapping], int, Trajectory, list[dict[str, Any]]]:
@@ -173,35 +198,45 @@ def _hardware_bo(network: Network, seed: int, *, num_hw: int, initial_hw: int,
 
     skopt's default GP (Matérn-5/2 ARD, Gaussian noise, normalised y) but with one L-BFGS run per
     fit instead of three and the acquisition evaluated on 1000 random points instead of 10000:
-    the grid has at most 7 x 12 x 12 = 1008 points, and the defaults cost 3x more time.
+    the grid has at most 7 x 12 x 12 = 1008 points, and the defaults cost 3x more time. Only
+    hardware inside ``bounds`` is proposed (:class:`HardwareSpace`); when a single grid point
+    is feasible there is nothing to optimise and every proposal is that point.
     """
     positive_int("num_hw", num_hw)
     positive_int("initial_hw", initial_hw)
-    positive_int("pe_dim", pe_dim, optional=True)
     if acq_func not in ACQ_FUNCS:
         raise ValueError(f"acq_func must be one of {ACQ_FUNCS}, got {acq_func!r}")
-    space = hardware_space(pe_dim)
-    gp = cook_estimator("GP", space=space, random_state=seed, n_restarts_optimizer=0)
-    opt = Optimizer(space, base_estimator=gp, acq_func=acq_func, acq_optimizer="sampling",
-                    acq_optimizer_kwargs={"n_points": ACQ_POINTS},
-                    n_initial_points=min(initial_hw, num_hw), initial_point_generator="random",
-                    random_state=seed)
+    space = HardwareSpace(bounds)  # raises before any work when no hardware fits
+    opt: Optimizer | None = None
+    if space.dimensions:
+        gp = cook_estimator("GP", space=space.dimensions, random_state=seed,
+                            n_restarts_optimizer=0)
+        opt = Optimizer(space.dimensions, base_estimator=gp, acq_func=acq_func,
+                        acq_optimizer="sampling", acq_optimizer_kwargs={"n_points": ACQ_POINTS},
+                        n_initial_points=min(initial_hw, num_hw),
+                        initial_point_generator="random", random_state=seed,
+                        space_constraint=space.constraint)
     traj = Trajectory()
     best: tuple[float, Hardware, list[Mapping]] | None = None
     evals = 0
     history: list[dict[str, Any]] = []
     with single_threaded():
         for i in tqdm(range(num_hw), desc=desc, disable=not progress):
-            with warnings.catch_warnings():
-                # A repeated proposal makes skopt fall back to a random point; fine here.
-                warnings.filterwarnings("ignore", message="The objective has been evaluated")
-                x = opt.ask()
-            hw = point_to_hardware(x, pe_dim)
+            x: list[int] = []
+            if opt is not None:
+                with warnings.catch_warnings():
+                    # A repeated proposal makes skopt fall back to a random point; fine here.
+                    warnings.filterwarnings("ignore", message="The objective has been evaluated")
+                    x = [int(v) for v in opt.ask()]
+            hw = space.to_hardware(x)
+            if not bounds.feasible(hw):  # guaranteed by HardwareSpace; checked, not assumed
+                raise RuntimeError(f"BO proposed {hw}, outside the bounds ({bounds})")
             mappings, edp, n_eval = evaluate_hw(hw)
             evals += n_eval
             if not (math.isfinite(edp) and edp > 0):
                 raise FloatingPointError(f"network EDP {edp} on {hw} is not a positive number")
-            opt.tell([int(v) for v in x], math.log(edp))
+            if opt is not None:
+                opt.tell(x, math.log(edp))
             traj.record((i + 1) * samples_per_hw, edp)
             history.append({**hw.to_dict(), "edp": edp})
             log.debug("%s hw %d/%d %s: network EDP %.4g", desc, i + 1, num_hw, hw, edp)
@@ -211,19 +246,29 @@ def _hardware_bo(network: Network, seed: int, *, num_hw: int, initial_hw: int,
     return best[1], best[2], evals, traj, history
 
 
-def bayes_search(network: Network, seed: int, *, num_hw: int = 100, initial_hw: int = 10,
-                 mappings_per_hw: int = 100, candidates_per_layer: int = 1000, top_k: int = 10,
-                 pe_dim: int | None = None, acq_func: str = "EI", progress: bool = False,
+def bayes_search(network: Network | str, seed: int, *, num_hw: int = 100,
+                 initial_hw: int = 10, mappings_per_hw: int = 100,
+                 candidates_per_layer: int = 1000, top_k: int = 10, pe_dim: int | None = None,
+                 max_pe_dim: int | None = None, max_sp_kb: float | None = None,
+                 max_acc_kb: float | None = None, max_area_mm2: float | None = None,
+                 acq_func: str = "EI", progress: bool = False,
                  checkpoint_dir: Path | None = None) -> SearchResult:
     """Nested BO baseline ("bo"): skopt over hardware, GP-ranked random mappings per layer.
 
-    ``initial_hw`` of the ``num_hw`` proposals are random; the rest follow ``acq_func``
-    ("EI" or "LCB"). Deterministic in ``seed``. ``checkpoint_dir`` is accepted for the common
-    method signature but unused (a full run takes well under a minute).
+    ``network`` is a :class:`Network` or a built-in name / YAML path. ``initial_hw`` of the
+    ``num_hw`` proposals are random; the rest follow ``acq_func`` ("EI" or "LCB").
+    ``pe_dim`` fixes the array side; ``max_pe_dim``, ``max_sp_kb``, ``max_acc_kb`` and
+    ``max_area_mm2`` bound the hardware as in DOSA (only feasible grid points are proposed).
+    Deterministic in ``seed``. ``checkpoint_dir`` is accepted for the common method signature
+    but unused (a full run takes well under a minute).
     """
+    seed = check_seed(seed)
+    network = as_network(network)
     mappings_per_hw = positive_int("mappings_per_hw", mappings_per_hw)
     candidates_per_layer = positive_int("candidates_per_layer", candidates_per_layer)
     top_k = positive_int("top_k", top_k)
+    bounds = HardwareBounds(pe_dim=pe_dim, max_pe_dim=max_pe_dim, max_sp_kb=max_sp_kb,
+                            max_acc_kb=max_acc_kb, max_area_mm2=max_area_mm2)
     del checkpoint_dir
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
@@ -235,30 +280,38 @@ def bayes_search(network: Network, seed: int, *, num_hw: int = 100, initial_hw: 
         return mappings, float(network_edp(network.counts_array(), cycles, energy)), n_eval
 
     hw, mappings, evals, traj, history = _hardware_bo(
-        network, seed, num_hw=num_hw, initial_hw=initial_hw, pe_dim=pe_dim, acq_func=acq_func,
+        network, seed, num_hw=num_hw, initial_hw=initial_hw, bounds=bounds, acq_func=acq_func,
         progress=progress, desc=f"bo {network.name}", samples_per_hw=mappings_per_hw,
         evaluate_hw=evaluate_hw)
     num_hw, initial_hw = int(num_hw), int(initial_hw)  # validated by _hardware_bo
     config = {"num_hw": num_hw, "initial_hw": initial_hw, "mappings_per_hw": mappings_per_hw,
-              "candidates_per_layer": candidates_per_layer, "top_k": top_k, "pe_dim": pe_dim,
-              "acq_func": acq_func}
+              "candidates_per_layer": candidates_per_layer, "top_k": top_k,
+              **bounds.to_dict(), "acq_func": acq_func}
     return finish_result(method="bo", seed=seed, network=network, hardware=hw, mappings=mappings,
                          samples=num_hw * mappings_per_hw, model_evals=evals,
                          wall_s=time.perf_counter() - t0, trajectory=traj, config=config,
                          extra={"hardware_tried": history})
 
 
-def bayes_flat_search(network: Network, seed: int, *, num_hw: int = 100, initial_hw: int = 10,
-                      pe_dim: int | None = None, acq_func: str = "EI", progress: bool = False,
+def bayes_flat_search(network: Network | str, seed: int, *, num_hw: int = 100,
+                      initial_hw: int = 10, pe_dim: int | None = None,
+                      max_pe_dim: int | None = None, max_sp_kb: float | None = None,
+                      max_acc_kb: float | None = None, max_area_mm2: float | None = None,
+                      acq_func: str = "EI", progress: bool = False,
                       checkpoint_dir: Path | None = None) -> SearchResult:
     """Flat BO baseline ("bo-flat"): skopt over the 3 hardware numbers, heuristic mapper inside.
 
-    Each proposal is one network design point (1 sample). Deterministic in ``seed`` as long as
-    the heuristic mapper is deterministic. ``checkpoint_dir`` is unused.
+    Each proposal is one network design point (1 sample). Hardware arguments and ``network``
+    as for :func:`bayes_search`. Deterministic in ``seed`` as long as the heuristic mapper is
+    deterministic. ``checkpoint_dir`` is unused.
     """
     from dosa.evaluation import score_network
     from dosa.search.starts import heuristic_mappings
 
+    seed = check_seed(seed)
+    network = as_network(network)
+    bounds = HardwareBounds(pe_dim=pe_dim, max_pe_dim=max_pe_dim, max_sp_kb=max_sp_kb,
+                            max_acc_kb=max_acc_kb, max_area_mm2=max_area_mm2)
     del checkpoint_dir
     t0 = time.perf_counter()
 
@@ -267,11 +320,12 @@ def bayes_flat_search(network: Network, seed: int, *, num_hw: int = 100, initial
         return mappings, score_network(network, mappings, hw, check=True).edp, len(network)
 
     hw, mappings, evals, traj, history = _hardware_bo(
-        network, seed, num_hw=num_hw, initial_hw=initial_hw, pe_dim=pe_dim, acq_func=acq_func,
+        network, seed, num_hw=num_hw, initial_hw=initial_hw, bounds=bounds, acq_func=acq_func,
         progress=progress, desc=f"bo-flat {network.name}", samples_per_hw=1,
         evaluate_hw=evaluate_hw)
     num_hw, initial_hw = int(num_hw), int(initial_hw)  # validated by _hardware_bo
-    config = {"num_hw": num_hw, "initial_hw": initial_hw, "pe_dim": pe_dim, "acq_func": acq_func}
+    config = {"num_hw": num_hw, "initial_hw": initial_hw, **bounds.to_dict(),
+              "acq_func": acq_func}
     return finish_result(method="bo-flat", seed=seed, network=network, hardware=hw,
                          mappings=mappings, samples=num_hw, model_evals=evals,
                          wall_s=time.perf_counter() - t0, trajectory=traj, config=config,

@@ -48,11 +48,11 @@ from dosa.mapping import (
     stack_mappings,
 )
 from dosa.model import capacities, discretize_hw, evaluate, min_hw
-from dosa.search.options import positive_int, positive_number
+from dosa.search.options import HardwareBounds, check_seed, positive_int, positive_number
 from dosa.search.result import SearchResult, Trajectory, finish_result
 from dosa.search.sampler import random_hardware, single_threaded
 from dosa.search.starts import best_of_random_mappings, heuristic_mappings, milp_mappings
-from dosa.workload import Network
+from dosa.workload import Network, as_network
 
 log = logging.getLogger(__name__)
 
@@ -99,13 +99,9 @@ class DosaConfig:
             raise ValueError(f"start must be one of {STARTS}, got {self.start!r}")
         for name in ("starts", "steps", "round_every", "start_k"):
             positive_int(name, getattr(self, name))
-        for name in ("pe_dim", "max_pe_dim"):
-            positive_int(name, getattr(self, name), optional=True)
-        for name in ("lr", "smooth", "max_sp_kb", "max_acc_kb", "max_area_mm2"):
+        for name in ("lr", "smooth"):
             positive_number(name, getattr(self, name), optional=True)
-        if self.pe_dim is not None and self.max_pe_dim is not None \
-                and self.pe_dim > self.max_pe_dim:
-            raise ValueError(f"pe_dim={self.pe_dim} exceeds max_pe_dim={self.max_pe_dim}")
+        self.bounds()  # validates the hardware bounds (one implementation for every method)
 
     def learning_rate(self, workload: str) -> float:
         if self.lr is not None:
@@ -122,13 +118,13 @@ class DosaConfig:
     def restarts_adam(self) -> bool:
         return self.reset_adam if self.reset_adam is not None else self.variant == "improved"
 
+    def bounds(self) -> HardwareBounds:
+        return HardwareBounds(self.pe_dim, self.max_pe_dim, self.max_sp_kb, self.max_acc_kb,
+                              self.max_area_mm2)
+
     def feasible(self, hw: Hardware) -> bool:
         """Does ``hw`` honour the hardware bounds?"""
-        return ((self.max_pe_dim is None or hw.pe_dim <= self.max_pe_dim)
-                and (self.pe_dim is None or hw.pe_dim == self.pe_dim)
-                and (self.max_sp_kb is None or hw.sp_kb <= self.max_sp_kb)
-                and (self.max_acc_kb is None or hw.acc_kb <= self.max_acc_kb)
-                and (self.max_area_mm2 is None or hw.area_mm2() <= self.max_area_mm2))
+        return self.bounds().feasible(hw)
 
 
 class _Problem:
@@ -261,27 +257,32 @@ def _order_search(problem: _Problem, mappings: list[Mapping], predictor: Any
         if value[k] < current:
             chosen[layer] = variants[idx[k]]
             cur_c[layer], cur_e[layer] = cyc[idx[k]], en[idx[k]]
-    return chosen, len(variants) + len(mappings)
+    return [m.canonical() for m in chosen], len(variants) + len(mappings)
 
 
-def _load_predictor(spec: str | None) -> Any:
-    """None/"analytical" -> the model's own latency; "dnn"/"both" -> the predictor trained by
-    notebook 04 (artifacts/models/<name>.pt); anything else -> a saved predictor file."""
+def _load_predictor(spec: str | None) -> tuple[Any, dict[str, Any]]:
+    """The latency predictor of ``spec`` and the evaluator description stored in the result.
+
+    None/"analytical" -> the model's own latency; "dnn"/"both" -> the predictor trained by
+    notebook 04; anything else -> a saved predictor file. The file's sha256 is recorded, so a
+    result always says which trained model its latencies come from.
+    """
+    from dosa.search.result import ANALYTICAL
+
     if spec is None or spec == "analytical":
-        return None
-    from dosa.claims import artifacts_dir
-    from dosa.learned import load_predictor
+        return None, dict(ANALYTICAL)
+    from dosa.claims import display_path
+    from dosa.learned import file_sha256, load_predictor, predictor_path
 
-    path = artifacts_dir() / "models" / f"{spec}.pt" if spec in ("dnn", "both") else Path(spec)
-    if not path.is_file():
-        raise ValueError(f"predictor {spec!r}: no trained model at {path}; train it with "
-                         "notebook 04 (make nb-04) or pass the path of a saved predictor")
+    path = predictor_path(spec)
     predictor = load_predictor(path)
     for p in getattr(predictor, "parameters", lambda: [])():
         p.requires_grad_(False)
     if hasattr(predictor, "eval"):
         predictor.eval()
-    return predictor
+    evaluator = {"latency": f"learned predictor {spec!r}", "energy": "analytical",
+                 "predictor_file": display_path(path), "predictor_sha256": file_sha256(path)}
+    return predictor, evaluator
 
 
 def _start_hardware(cfg: DosaConfig, seed: int, start: int) -> Hardware:
@@ -328,7 +329,7 @@ def _run_starts(network: Network, cfg: DosaConfig, seed: int, predictor: Any, lr
     problem = _Problem(network, cfg, groups)
     n_layers = problem.layers
     starts = [_start_points(problem, cfg, seed, g) for g in range(groups)]
-    mappings = [m for _, ms, _, _ in starts for m in ms]
+    mappings = [m.canonical() for _, ms, _, _ in starts for m in ms]
     records = [{"start": g, "start_hw": starts[g][0].to_dict(), "best": None, "history": [],
                 "samples": starts[g][2], "model_evals": starts[g][3]} for g in range(groups)]
     counts = problem.counts.numpy()
@@ -401,17 +402,24 @@ def _run_starts(network: Network, cfg: DosaConfig, seed: int, predictor: Any, lr
     return records
 
 
-def dosa_search(network: Network, seed: int, *, progress: bool = False,
+def dosa_search(network: Network | str, seed: int, *, progress: bool = False,
                 checkpoint_dir: str | Path | None = None, **options: Any) -> SearchResult:
-    """Run DOSA on ``network``; options are the fields of :class:`DosaConfig`.
+    """Run DOSA on ``network`` (a Network, a built-in name or a YAML path); options are the
+    fields of :class:`DosaConfig`.
 
     ``checkpoint_dir`` is accepted for the common method signature but unused: a paper-budget
     run takes seconds, so an interrupted run restarts cleanly instead of resuming.
     """
+    network = as_network(network)
+    seed = check_seed(seed)
+    unknown = sorted(set(options) - set(DosaConfig.__dataclass_fields__))
+    if unknown:
+        raise ValueError(f"unknown DOSA option(s) {unknown}; allowed: "
+                         f"{sorted(DosaConfig.__dataclass_fields__)}")
     cfg = DosaConfig(**options)
     t0 = time.perf_counter()
     torch.manual_seed(seed)
-    predictor = _load_predictor(cfg.predictor)
+    predictor, evaluator = _load_predictor(cfg.predictor)
     lr = cfg.learning_rate(network.name)
     bar = tqdm(total=cfg.steps, disable=not progress, unit="step",
                desc=f"dosa {network.name} ({cfg.starts} starts)")
@@ -443,13 +451,12 @@ def dosa_search(network: Network, seed: int, *, progress: bool = False,
         "learning_rate": lr,
         "sample_accounting": "1 per gradient step + 1 per start point (paper, spec §5.9)",
     }
-    if predictor is not None:
-        extra["predicted_edp"] = winner["best"]["edp"]
     result = finish_result(method="dosa", seed=seed, network=network, hardware=hw,
                            mappings=mappings, samples=offset, model_evals=model_evals,
                            wall_s=time.perf_counter() - t0, trajectory=trajectory,
-                           config=asdict(cfg), extra=extra)
-    if predictor is None and not math.isclose(result.edp, winner["best"]["edp"], rel_tol=1e-9):
+                           config=asdict(cfg), extra=extra, predictor=predictor,
+                           evaluator=evaluator)
+    if not math.isclose(result.edp, winner["best"]["edp"], rel_tol=1e-9):
         raise AssertionError(f"exact re-score {result.edp} != search score {winner['best']['edp']}")
     return result
 

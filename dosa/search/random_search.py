@@ -4,7 +4,8 @@ For each of ``num_hw`` random hardware configs, draw ``mappings_per_layer`` rand
 per layer (the stand-in for Timeloop's random mapper), keep per layer the mapping of least
 per-layer EDP (cycles x energy, as the original does: not network-optimal), and score the network
 as (Σ count·cycles)(Σ count·energy) on that hardware. The best hardware wins. The hardware is the
-sampled one, not the minimal hardware of the chosen mappings.
+sampled one, not the minimal hardware of the chosen mappings. Hardware bounds (``max_*``, as in
+DOSA) restrict the draws to the grid points inside them, so the winner always satisfies them.
 
 Sample accounting (paper): one hardware config with its random mappings counts as
 ``mappings_per_layer`` samples (1000 in the paper). ``model_evals`` counts the layer-mapping
@@ -26,10 +27,10 @@ from dosa.evaluation import network_edp
 from dosa.hardware import Hardware
 from dosa.mapping import Mapping
 from dosa.model import evaluate
-from dosa.search.options import positive_int
+from dosa.search.options import HardwareBounds, check_seed, positive_int
 from dosa.search.result import SearchResult, Trajectory, finish_result
-from dosa.search.sampler import random_hardware, sample_mappings, single_threaded
-from dosa.workload import Network
+from dosa.search.sampler import sample_hardware, sample_mappings, single_threaded
+from dosa.workload import Network, as_network
 
 log = logging.getLogger(__name__)
 
@@ -78,20 +79,30 @@ def pick_best(samples: Samples, cycles: np.ndarray, energy: np.ndarray
     return mappings, cycles[best], energy[best]
 
 
-def random_search(network: Network, seed: int, *, num_hw: int = 10,
+def random_search(network: Network | str, seed: int, *, num_hw: int = 10,
                   mappings_per_layer: int = 1000, pe_dim: int | None = None,
+                  max_pe_dim: int | None = None, max_sp_kb: float | None = None,
+                  max_acc_kb: float | None = None, max_area_mm2: float | None = None,
                   progress: bool = False, checkpoint_dir: Path | None = None) -> SearchResult:
     """Random hardware x random mappings baseline (spec §6.1); deterministic in ``seed``.
 
-    ``pe_dim`` fixes the PE array side (FireSim mode). ``checkpoint_dir`` is accepted for the
-    common method signature but unused: a full run takes seconds.
+    ``network`` is a :class:`Network` or a built-in name / YAML path. ``pe_dim`` fixes the PE
+    array side (FireSim mode); ``max_pe_dim``, ``max_sp_kb``, ``max_acc_kb`` and
+    ``max_area_mm2`` bound the hardware as in DOSA: only grid points inside the bounds are
+    drawn (:func:`~dosa.search.sampler.sample_hardware`), and a ValueError says so at once when
+    none fits. ``checkpoint_dir`` is accepted for the common method signature but unused: a
+    full run takes seconds.
     """
+    seed = check_seed(seed)
+    network = as_network(network)
     num_hw = positive_int("num_hw", num_hw)
     mappings_per_layer = positive_int("mappings_per_layer", mappings_per_layer)
+    bounds = HardwareBounds(pe_dim=pe_dim, max_pe_dim=max_pe_dim, max_sp_kb=max_sp_kb,
+                            max_acc_kb=max_acc_kb, max_area_mm2=max_area_mm2)
     del checkpoint_dir
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
-    hws = random_hardware(rng, num_hw, pe_dim=pe_dim)
+    hws = sample_hardware(rng, num_hw, bounds)
     traj = Trajectory()
     best: tuple[float, Hardware, list[Mapping]] | None = None
     evals = 0
@@ -107,7 +118,7 @@ def random_search(network: Network, seed: int, *, num_hw: int = 10,
             if best is None or edp < best[0]:
                 best = (edp, hw, mappings)
     assert best is not None
-    config = {"num_hw": num_hw, "mappings_per_layer": mappings_per_layer, "pe_dim": pe_dim}
+    config = {"num_hw": num_hw, "mappings_per_layer": mappings_per_layer, **bounds.to_dict()}
     return finish_result(method="random", seed=seed, network=network, hardware=best[1],
                          mappings=best[2], samples=num_hw * mappings_per_layer,
                          model_evals=evals, wall_s=time.perf_counter() - t0, trajectory=traj,

@@ -43,17 +43,21 @@ from dosa.mapping import (
     order_to_rank,
 )
 from dosa.model import capacities
-from dosa.search.options import positive_int
+from dosa.search.options import (
+    LOG2_ACC_KB_RANGE,
+    LOG2_PE_RANGE,
+    LOG2_SP_KB_RANGE,
+    HardwareBounds,
+    positive_int,
+)
 from dosa.workload import Layer
 
 log = logging.getLogger(__name__)
 
 R, S, P, Q, C, K, N = range(NUM_DIMS)
 
-#: log2 ranges of the random hardware of ``gen_random_hw_config`` (spec §1.2), inclusive.
-LOG2_PE_RANGE = (1, 7)
-LOG2_SP_KB_RANGE = (0, 11)
-LOG2_ACC_KB_RANGE = (0, 11)
+# The grid's log2 ranges (LOG2_*_RANGE, spec §1.2) live in dosa.search.options next to
+# HardwareBounds and are re-exported here, where they have always been imported from.
 
 #: Loop orders (innermost first) of the fixed-order levels. L0 and L2 hold at most one loop
 #: (P at L0) or none, so their order never matters; L1 is Gemmini's accumulator order.
@@ -110,6 +114,26 @@ def random_hardware(rng: np.random.Generator, n: int, *, pe_dim: int | None = No
     acc = rng.integers(LOG2_ACC_KB_RANGE[0], LOG2_ACC_KB_RANGE[1] + 1, size=n)
     return [Hardware(int(pe_dim) if pe_dim is not None else 2 ** int(p), float(2 ** int(s)),
                      float(2 ** int(a))) for p, s, a in zip(pe, sp, acc, strict=True)]
+
+
+def sample_hardware(rng: np.random.Generator, n: int, bounds: HardwareBounds | None = None
+                    ) -> list[Hardware]:
+    """``n`` random grid configs inside ``bounds``, uniform over the feasible grid points.
+
+    When the bounds exclude no grid point (none given, or e.g. max_pe_dim=128) this is exactly
+    :func:`random_hardware` (same draws from ``rng``), so results stored before bounds existed
+    stay reproducible. Otherwise it draws uniform indices into
+    :meth:`HardwareBounds.candidates`: the same uniform distribution over the grid, restricted
+    to the feasible points, with no rejection loop to get stuck on tight bounds. Raises
+    ValueError (naming the bounds) when no grid point fits, before drawing anything.
+    """
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
+        raise ValueError(f"n must be a non-negative integer, got {n!r}")
+    bounds = bounds if bounds is not None else HardwareBounds()
+    candidates = bounds.require_candidates()
+    if not bounds.excludes_grid_points():
+        return random_hardware(rng, n, pe_dim=bounds.pe_dim)
+    return [candidates[int(i)] for i in rng.integers(len(candidates), size=n)]
 
 
 @lru_cache(maxsize=1024)
@@ -214,7 +238,7 @@ def all_dram_mapping(layer: Layer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def sample_mappings(layer: Layer, hw: Hardware, n: int, rng: np.random.Generator, *,
-                    max_tries: int = DEFAULT_MAX_TRIES
+                    max_tries: int = DEFAULT_MAX_TRIES, register_p: bool = True
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``n`` random valid mappings of ``layer`` on ``hw``: (temporal, spatial, rank) [m, 4, 7].
 
@@ -222,10 +246,16 @@ def sample_mappings(layer: Layer, hw: Hardware, n: int, rng: np.random.Generator
     the acceptance rate seen so far. If fewer than ``n`` valid mappings turn up (tiny hardware,
     huge layer), the all-at-DRAM mapping is appended and a warning logged, so ``m`` is between
     1 and ``n``. The result depends only on ``rng``'s state.
+
+    ``register_p=False`` samples the original's mapspace (``mapspace_real_gemmini.yaml``), which
+    has no temporal loop at the registers: P's factorisation table keeps only rows with a
+    register factor of 1, so the draw stays uniform over that smaller mapspace.
     """
     positive_int("n", n)
     positive_int("max_tries", max_tries)
     tables = _dim_tables(layer, hw)
+    if not register_p:
+        tables[P] = tables[P][tables[P][:, 0] == 1]  # column 0 of P's table: register factor
     if any(len(tab) == 0 for tab in tables):  # cannot happen for hw >= 1 word per buffer
         raise ValueError(f"hardware {hw} cannot hold even a one-word tile of layer {layer.name!r}")
     found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
