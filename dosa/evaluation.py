@@ -76,6 +76,11 @@ def parse_mapping_column(strings: Sequence[str]) -> list[Mapping]:
     return out
 
 
+def _shown(value: object) -> str:
+    """A cell value as the user wrote it (``0``, not ``np.int64(0)``)."""
+    return repr(value.item()) if isinstance(value, np.generic) else repr(value)
+
+
 def _positive_integers(frame: pd.DataFrame, columns: Sequence[str], source: str) -> np.ndarray:
     """Columns as a float64 [n, len(columns)] array; a structural error unless all are ints >= 1."""
     values = frame[list(columns)].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
@@ -83,7 +88,7 @@ def _positive_integers(frame: pd.DataFrame, columns: Sequence[str], source: str)
     if not ok.all():
         i, c = map(int, np.argwhere(~ok)[0])
         raise ValueError(f"{source}: row {i} column {columns[c]} must be a positive integer, "
-                         f"got {frame[columns[c]].iloc[i]!r}")
+                         f"got {_shown(frame[columns[c]].iloc[i])}")
     return values
 
 
@@ -244,7 +249,7 @@ def evaluate_frame(frame: pd.DataFrame, source: str = "frame", *,
         bad = np.nonzero(~np.isfinite(values) | (values <= 0))[0]
         if bad.size:
             raise ValueError(f"{source}: row {int(bad[0])} column {col} must be a positive "
-                             f"number, got {frame[col].iloc[int(bad[0])]!r}")
+                             f"number, got {_shown(frame[col].iloc[int(bad[0])])}")
     arch = frame[list(ARCH_COLUMNS)].apply(pd.to_numeric)
     hw = hardware_from_arch_columns(arch)
     mappings, codes = _parse_distinct(frame[MAPPING_COLUMN], source)

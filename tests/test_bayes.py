@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from search_checks import check_bounded
 
 from dosa.evaluation import score_network
 from dosa.hardware import Hardware
@@ -166,26 +167,16 @@ SMALL = {"num_hw": 4, "initial_hw": 2, "mappings_per_hw": 20, "candidates_per_la
          "top_k": 3}
 
 
-def _check_bounded(res, bounds: dict) -> None:
-    check = HardwareBounds(**bounds)
-    tried = [Hardware(h["pe_dim"], h["sp_kb"], h["acc_kb"]) for h in res.extra["hardware_tried"]]
-    assert len(tried) == 4 and all(check.feasible(h) for h in tried)
-    assert check.feasible(res.hardware)
-    if "max_area_mm2" in bounds:
-        assert res.area_mm2 <= bounds["max_area_mm2"]
-    assert {k: res.config[k] for k in check.to_dict()} == check.to_dict()
-    assert res.edp == score_network(NET, res.mappings, res.hardware).edp
-
-
 @pytest.mark.parametrize("bounds", BOUNDS)
 def test_bo_bounds_honoured(bounds: dict) -> None:
-    _check_bounded(bayes_search(NET, 0, **SMALL, **bounds), bounds)
+    check_bounded(bayes_search(NET, 0, **SMALL, **bounds), bounds, NET, tried=4)
 
 
 @pytest.mark.parametrize("bounds", BOUNDS)
 def test_bo_flat_bounds_honoured(bounds: dict) -> None:
     pytest.importorskip("dosa.search.starts", reason="dosa.search.starts not available")
-    _check_bounded(bayes_flat_search(NET, 0, num_hw=4, initial_hw=2, **bounds), bounds)
+    check_bounded(bayes_flat_search(NET, 0, num_hw=4, initial_hw=2, **bounds), bounds, NET,
+                  tried=4)
 
 
 def test_bo_area_bound_is_deterministic() -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from search_checks import check_bounded, tried_hardware
 
 from dosa.evaluation import evaluate_layers, score_network
 from dosa.hardware import Hardware
 from dosa.search import random_search as random_search_module
-from dosa.search.options import HardwareBounds
 from dosa.search.random_search import evaluate_samples, pick_best, random_search
 from dosa.search.sampler import sample_mappings, to_mappings
 from dosa.workload import Layer, Network, WorkloadError, as_network
@@ -43,7 +43,7 @@ def test_result_is_exactly_scored_and_valid(result) -> None:
     assert result.trajectory[-1][1] == pytest.approx(result.edp, rel=1e-12)
     ys = [y for _, y in result.trajectory]
     assert ys == sorted(ys, reverse=True)
-    tried = [Hardware.from_dict(h) for h in result.extra["hardware_tried"]]
+    tried = tried_hardware(result)
     assert result.hardware in tried and len(tried) == 3
 
 
@@ -87,7 +87,7 @@ def test_rejects_bad_budget(kwargs: dict) -> None:
 
 def test_unbounded_draws_unchanged(result) -> None:
     """Results stored before bounds existed stay reproducible."""
-    tried = [Hardware.from_dict(h).as_tuple() for h in result.extra["hardware_tried"]]
+    tried = [h.as_tuple() for h in tried_hardware(result)]
     assert tried == [(64, 8.0, 1.0), (32, 8.0, 1.0), (16, 1.0, 4.0)]  # pinned, seed 0
     for kwargs in ({"max_pe_dim": None, "max_sp_kb": None, "max_acc_kb": None,
                     "max_area_mm2": None},
@@ -104,20 +104,13 @@ def test_unbounded_draws_unchanged(result) -> None:
     {"max_pe_dim": 2, "max_sp_kb": 1.0, "max_acc_kb": 1.0},  # a single grid point
 ])
 def test_bounds_honoured(bounds: dict) -> None:
-    res = random_search(NET, 0, num_hw=4, mappings_per_layer=20, **bounds)
-    check = HardwareBounds(**bounds)
-    tried = [Hardware.from_dict(h) for h in res.extra["hardware_tried"]]
-    assert len(tried) == 4 and all(check.feasible(h) for h in tried)
-    assert check.feasible(res.hardware)
-    if "max_area_mm2" in bounds:
-        assert res.area_mm2 <= bounds["max_area_mm2"]
-    assert {k: res.config[k] for k in check.to_dict()} == check.to_dict()
-    assert res.edp == score_network(NET, res.mappings, res.hardware).edp
+    check_bounded(random_search(NET, 0, num_hw=4, mappings_per_layer=20, **bounds), bounds, NET,
+                  tried=4)
 
 
 def test_unbounded_draws_exceed_the_area_bound(result) -> None:
     """Without the bound the same seed picks a bigger design, so the test above has teeth."""
-    assert max(Hardware.from_dict(h).area_mm2() for h in result.extra["hardware_tried"]) > 1.0
+    assert max(h.area_mm2() for h in tried_hardware(result)) > 1.0
 
 
 def test_no_feasible_hardware_fails_before_search(monkeypatch: pytest.MonkeyPatch) -> None:

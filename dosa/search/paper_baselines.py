@@ -70,7 +70,7 @@ from dosa.search.options import (
     check_seed,
     positive_int,
 )
-from dosa.search.random_search import Samples, evaluate_samples, pick_best
+from dosa.search.random_search import Samples, evaluate_samples, hardware_loop, pick_best
 from dosa.search.result import SearchResult, Trajectory, finish_result
 from dosa.search.sampler import (
     DEFAULT_MAX_TRIES,
@@ -298,26 +298,9 @@ def random_paper_search(network: Network | str, seed: int, *, num_hw: int = 10,
     del checkpoint_dir
     t0 = time.perf_counter()
     hws = paper_random_hardware(seed, num_hw)
-    rng = np.random.default_rng(seed)
-    traj = Trajectory()
-    best: tuple[float, Hardware, list[Mapping]] | None = None
-    evals = 0
-    tried: list[dict[str, float]] = []
-    with single_threaded():
-        for i, hw in enumerate(tqdm(hws, desc=f"random-paper {network.name}",
-                                    disable=not progress)):
-            samples = [paper_sample_mappings(layer, hw, mappings_per_layer, rng,
-                                             register_p=register_p) for layer in network]
-            cycles, energy = evaluate_samples(network, hw, samples)
-            evals += len(cycles)
-            mappings, cycles, energy = pick_best(samples, cycles, energy)
-            edp = float(network_edp(network.counts_array(), cycles, energy))
-            log.debug("random-paper hw %d/%d %s: network EDP %.4g", i + 1, num_hw, hw, edp)
-            traj.record((i + 1) * mappings_per_layer, edp)
-            tried.append({**hw.to_dict(), "edp": edp})
-            if best is None or edp < best[0]:
-                best = (edp, hw, mappings)
-    assert best is not None
+    best, evals, traj, tried = hardware_loop(
+        network, hws, mappings_per_layer, np.random.default_rng(seed), register_p=register_p,
+        desc=f"random-paper {network.name}", progress=progress)
     config = {"num_hw": num_hw, "mappings_per_layer": mappings_per_layer,
               "register_p": bool(register_p)}
     return finish_result(method="random-paper", seed=seed, network=network, hardware=best[1],

@@ -79,6 +79,39 @@ def pick_best(samples: Samples, cycles: np.ndarray, energy: np.ndarray
     return mappings, cycles[best], energy[best]
 
 
+def hardware_loop(network: Network, hws: list[Hardware], mappings_per_layer: int,
+                  rng: np.random.Generator, *, register_p: bool = True, desc: str,
+                  progress: bool = False
+                  ) -> tuple[tuple[float, Hardware, list[Mapping]], int, Trajectory,
+                             list[dict[str, float]]]:
+    """The random baselines' loop: per hardware, ``mappings_per_layer`` random mappings per
+    layer, per-layer least-EDP choice, network EDP; the best hardware wins.
+
+    Returns ((edp, hardware, mappings) of the best, model evaluations, trajectory, and every
+    tried hardware with its EDP). ``register_p=False`` samples the original mapspace.
+    """
+    traj = Trajectory()
+    best: tuple[float, Hardware, list[Mapping]] | None = None
+    evals = 0
+    tried: list[dict[str, float]] = []
+    with single_threaded():
+        for i, hw in enumerate(tqdm(hws, desc=desc, disable=not progress)):
+            samples = [sample_mappings(layer, hw, mappings_per_layer, rng, register_p=register_p)
+                       for layer in network]
+            cycles, energy = evaluate_samples(network, hw, samples)
+            evals += len(cycles)
+            mappings, cycles, energy = pick_best(samples, cycles, energy)
+            edp = float(network_edp(network.counts_array(), cycles, energy))
+            log.debug("%s hw %d/%d %s: network EDP %.4g", desc, i + 1, len(hws), hw, edp)
+            traj.record((i + 1) * mappings_per_layer, edp)
+            tried.append({**hw.to_dict(), "edp": edp})
+            if best is None or edp < best[0]:
+                best = (edp, hw, mappings)
+    if best is None:
+        raise ValueError("no hardware to search")
+    return best, evals, traj, tried
+
+
 def random_search(network: Network | str, seed: int, *, num_hw: int = 10,
                   mappings_per_layer: int = 1000, pe_dim: int | None = None,
                   max_pe_dim: int | None = None, max_sp_kb: float | None = None,
@@ -103,24 +136,11 @@ def random_search(network: Network | str, seed: int, *, num_hw: int = 10,
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
     hws = sample_hardware(rng, num_hw, bounds)
-    traj = Trajectory()
-    best: tuple[float, Hardware, list[Mapping]] | None = None
-    evals = 0
-    with single_threaded():
-        for i, hw in enumerate(tqdm(hws, desc=f"random {network.name}", disable=not progress)):
-            samples = [sample_mappings(layer, hw, mappings_per_layer, rng) for layer in network]
-            cycles, energy = evaluate_samples(network, hw, samples)
-            evals += len(cycles)
-            mappings, cycles, energy = pick_best(samples, cycles, energy)
-            edp = float(network_edp(network.counts_array(), cycles, energy))
-            log.debug("random hw %d/%d %s: network EDP %.4g", i + 1, num_hw, hw, edp)
-            traj.record((i + 1) * mappings_per_layer, edp)
-            if best is None or edp < best[0]:
-                best = (edp, hw, mappings)
-    assert best is not None
+    best, evals, traj, tried = hardware_loop(network, hws, mappings_per_layer, rng,
+                                             desc=f"random {network.name}", progress=progress)
     config = {"num_hw": num_hw, "mappings_per_layer": mappings_per_layer, **bounds.to_dict()}
     return finish_result(method="random", seed=seed, network=network, hardware=best[1],
                          mappings=best[2], samples=num_hw * mappings_per_layer,
                          model_evals=evals, wall_s=time.perf_counter() - t0, trajectory=traj,
                          config=config,
-                         extra={"hardware_tried": [h.to_dict() for h in hws]})
+                         extra={"hardware_tried": tried})
