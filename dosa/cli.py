@@ -15,16 +15,21 @@ log = logging.getLogger("dosa")
 
 #: Seeds feed ``numpy.random.default_rng`` and skopt, which take unsigned 32-bit seeds.
 SEED_MAX = 2**32 - 1
-SEARCH_METHODS: tuple[str, ...] = ("dosa", "random", "bo")
-_BOUNDS = SEARCH_METHODS  # hardware bounds restrict every method's design space
+#: The search methods (dosa.experiments.METHODS less the internal "bo-flat"). The faithful
+#: baselines (random-paper, bo-paper) and the grid search run the original's fixed design
+#: spaces, so they refuse hardware bounds rather than silently ignore them.
+SEARCH_METHODS: tuple[str, ...] = ("dosa", "random", "bo", "random-paper", "bo-paper", "grid",
+                                   "best-known")
+_BOUNDS = ("dosa", "random", "bo")
+_MAX_BOUNDS = (*_BOUNDS, "best-known")
 #: ``dosa search`` option (argparse dest) -> the methods it applies to. The one source for
 #: which options reach a method (:func:`_search_config`), which are refused with a method
 #: they do not apply to (:func:`_check_search_options`) and the methods named in --help.
 SEARCH_OPTIONS: dict[str, tuple[str, ...]] = {
     "pe_dim": _BOUNDS,
-    "max_pe_dim": _BOUNDS,
-    "max_sp_kb": _BOUNDS,
-    "max_acc_kb": _BOUNDS,
+    "max_pe_dim": _MAX_BOUNDS,
+    "max_sp_kb": _MAX_BOUNDS,
+    "max_acc_kb": _MAX_BOUNDS,
     "max_area_mm2": _BOUNDS,
     "starts": ("dosa",),
     "steps": ("dosa",),
@@ -33,8 +38,15 @@ SEARCH_OPTIONS: dict[str, tuple[str, ...]] = {
     "variant": ("dosa",),
     "start": ("dosa",),
     "predictor": ("dosa",),
-    "num_hw": ("random", "bo"),
-    "mappings_per_layer": ("random",),
+    "num_hw": ("random", "bo", "random-paper", "bo-paper"),
+    "mappings_per_layer": ("random", "random-paper"),
+    "register_p": ("random-paper",),
+    "mappings_per_hw": ("bo", "bo-paper"),
+    "candidates_per_layer": ("bo", "bo-paper"),
+    "top_k": ("bo", "bo-paper"),
+    "proposals": ("bo-paper",),
+    "argsort_bug": ("bo-paper",),
+    "keep_all": ("bo-paper",),
 }
 
 
@@ -52,9 +64,7 @@ def _flag(dest: str) -> str:
 
 def _for_methods(dest: str, text: str) -> str:
     """Help text of a search option, naming the methods it applies to (from the table)."""
-    methods = SEARCH_OPTIONS[dest]
-    scope = "all methods" if methods == SEARCH_METHODS else "--method " + ", ".join(methods)
-    return f"{text} [{scope}]"
+    return f"{text} [--method {', '.join(SEARCH_OPTIONS[dest])}]"
 
 
 def _seed(text: str) -> int:
@@ -80,6 +90,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _count(text: str) -> int:
+    """argparse type of counts that may be zero: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     """argparse type of rates and bounds: a finite number > 0."""
     try:
@@ -89,6 +110,13 @@ def _positive_float(text: str) -> float:
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text!r}")
     return value
+
+
+def _on_off(text: str) -> bool:
+    """argparse type of switches that default on in one method and off in another."""
+    if text not in ("on", "off"):
+        raise argparse.ArgumentTypeError(f"must be on or off, got {text!r}")
+    return text == "on"
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -221,7 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="built-in network (resnet50, bert, unet, retinanet) or a YAML file")
     se.add_argument("--method", default="dosa", choices=SEARCH_METHODS)
     se.add_argument("--seed", type=_seed, default=0,
-                    help=f"random seed, an integer in [0, {SEED_MAX}] (default 0)")
+                    help=f"random seed, an integer in [0, {SEED_MAX}] (default 0); random-paper "
+                    "and bo-paper seed Python's random with it as the original did (paper "
+                    "seeds: 0, 100, 1111, 8888, 99999); grid is deterministic and only "
+                    "records it")
     se.add_argument("--out", required=True, help="result folder (result.json, mappings.csv)")
     se.add_argument("--force", action="store_true",
                     help="recompute even if --out holds a result (also replaces another run's)")
@@ -230,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     def option(group: argparse._ArgumentGroup, dest: str, text: str, **kwargs: Any) -> None:
         group.add_argument(_flag(dest), dest=dest, help=_for_methods(dest, text), **kwargs)
 
-    h = se.add_argument_group("hardware bounds (every method)")
+    h = se.add_argument_group("hardware bounds")
     option(h, "pe_dim", "fix the PE array side (e.g. 16 for FireSim)", type=_positive_int)
     option(h, "max_pe_dim", "largest PE array side", type=_positive_int)
     option(h, "max_sp_kb", "largest scratchpad (KB)", type=_positive_float)
@@ -246,9 +277,25 @@ def build_parser() -> argparse.ArgumentParser:
            choices=["heuristic", "random", "milp"])
     option(g, "predictor", "latency predictor: analytical or a saved .pt file")
     b = se.add_argument_group("baseline options")
-    option(b, "num_hw", "hardware points (random: 10, bo: 100)", type=_positive_int)
+    option(b, "num_hw", "hardware points (random, random-paper: 10; bo: 100; bo-paper: 100 "
+           "random training points, then --proposals)",
+           type=_positive_int)
     option(b, "mappings_per_layer", "mappings per layer per hardware point (default 1000)",
            type=_positive_int)
+    option(b, "mappings_per_hw", "random mappings per layer that train the mapping GP "
+           "(default 100)", type=_positive_int)
+    option(b, "candidates_per_layer", "further random mappings the GP ranks (default 1000)",
+           type=_positive_int)
+    option(b, "top_k", "lowest-LCB candidates evaluated per layer (default 10)",
+           type=_positive_int)
+    option(b, "proposals", "hardware points the outer GP proposes after the --num-hw "
+           "training points (default 10; 0: training only)", type=_count)
+    option(b, "register_p", "allow a temporal P loop at the registers (original: off)",
+           type=_on_off, metavar="{on,off}")
+    option(b, "argsort_bug", "the original's double argsort of the proposals (default on)",
+           type=_on_off, metavar="{on,off}")
+    option(b, "keep_all", "keep each layer's best of all evaluated mappings, not of the top_k "
+           "(default off)", type=_on_off, metavar="{on,off}")
     missing = set(SEARCH_OPTIONS) - {a.dest for a in se._actions}
     assert not missing, f"SEARCH_OPTIONS without a --option: {missing}"
     se.set_defaults(func=_cmd_search)

@@ -21,13 +21,18 @@ import hashlib
 import importlib
 import json
 import logging
-from collections.abc import Callable, Mapping
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from tqdm import tqdm
 
 from dosa.claims import artifacts_dir, runs_dir
+from dosa.search.options import PAPER_SEEDS
 from dosa.search.result import MAPPINGS_FILE, RESULT_FILE, ResultError, SearchResult
 from dosa.workload import Network, load_network
 
@@ -43,6 +48,10 @@ METHODS = {
     "random": ("dosa.search.random_search", "random_search"),
     "bo": ("dosa.search.bayes", "bayes_search"),
     "bo-flat": ("dosa.search.bayes", "bayes_flat_search"),
+    "random-paper": ("dosa.search.paper_baselines", "random_paper_search"),
+    "bo-paper": ("dosa.search.paper_baselines", "bo_paper_search"),
+    "grid": ("dosa.search.grid", "grid_search"),
+    "best-known": ("dosa.search.best_known", "best_known_search"),
 }
 
 
@@ -50,10 +59,18 @@ METHODS = {
 #: method and its keyword arguments; notebooks 02 and 03 ask for the same labels, so they share
 #: the stored runs. Full budgets are the paper's (spec §5.10, §6): ~10,000 samples per method.
 LABELS = {"dosa": "dosa", "dosa-improved": "dosa", "random": "random", "bo": "bo",
-          "dosa-both-pe16": "dosa"}
+          "dosa-both-pe16": "dosa",
+          # the original baselines (spec §6.1, §6.2) and their ablations (notebook 03)
+          "random-paper": "random-paper", "random-paper-regp": "random-paper",
+          "bo-paper": "bo-paper", "bo-paper-nobug": "bo-paper", "bo-paper-keepall": "bo-paper",
+          "grid": "grid", "best-known": "best-known"}
 #: DOSA derives its hardware; to compare at equal design space it is bounded by the largest
 #: configuration the baselines may sample (pe_dim 128, 2048 KB buffers, spec §1.2).
 SPACE_BOUNDS = {"max_pe_dim": 128, "max_sp_kb": 2048.0, "max_acc_kb": 2048.0}
+#: The smoke profile's small grid (the full grid has 1,008 points).
+_SMOKE_GRID = {"pe_dims": [16, 128], "sp_kb": [64.0, 512.0], "acc_kb": [32.0, 256.0]}
+_SMOKE_BO_PAPER = {"num_hw": 4, "proposals": 2, "mappings_per_hw": 20,
+                   "candidates_per_layer": 60, "top_k": 5}
 BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
     "full": {
         "dosa": {"starts": 7, "steps": 1490, "round_every": 500, "variant": "paper",
@@ -66,6 +83,13 @@ BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
         "dosa-both-pe16": {"starts": 7, "steps": 1490, "round_every": 100,
                            "variant": "improved", "pe_dim": 16, "predictor": "both",
                            "max_sp_kb": 2048.0, "max_acc_kb": 2048.0},
+        "random-paper": {"num_hw": 10, "mappings_per_layer": 1000},
+        "random-paper-regp": {"num_hw": 10, "mappings_per_layer": 1000, "register_p": True},
+        "bo-paper": {},  # the original's defaults: 100 + 10 hardware, 100 + 1000 mappings
+        "bo-paper-nobug": {"argsort_bug": False},
+        "bo-paper-keepall": {"keep_all": True},
+        "grid": {},  # all 1,008 power-of-two points
+        "best-known": {**SPACE_BOUNDS},
     },
     "smoke": {
         "dosa": {"starts": 1, "steps": 30, "round_every": 10, "variant": "paper",
@@ -78,10 +102,53 @@ BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
         "dosa-both-pe16": {"starts": 1, "steps": 20, "round_every": 10, "variant": "improved",
                            "pe_dim": 16, "predictor": "both", "max_sp_kb": 2048.0,
                            "max_acc_kb": 2048.0},
+        "random-paper": {"num_hw": 2, "mappings_per_layer": 50},
+        "random-paper-regp": {"num_hw": 2, "mappings_per_layer": 50, "register_p": True},
+        "bo-paper": dict(_SMOKE_BO_PAPER),
+        "bo-paper-nobug": {**_SMOKE_BO_PAPER, "argsort_bug": False},
+        "bo-paper-keepall": {**_SMOKE_BO_PAPER, "keep_all": True},
+        "grid": dict(_SMOKE_GRID),
+        "best-known": {"top_points": 2, "random_per_layer": 50, "rounds": 1, "refine_starts": 1,
+                       "local_steps": 1, "final_local_steps": 1, **SPACE_BOUNDS},
     },
 }
 WORKLOADS = {"full": ("resnet50", "bert", "unet", "retinanet"), "smoke": ("bert",)}
 SEEDS = {"full": (0, 1, 2, 3, 4), "smoke": (0,)}
+#: Seeds on which the recommended DOSA configuration is chosen (never the evaluation seeds).
+TUNING_SEEDS = {"full": (1000, 1001, 1002), "smoke": (1000,)}
+#: Seeds per label where they differ from SEEDS: the faithful baselines use the paper's seeds,
+#: our random search 20 seeds (its spread over hardware draws), the deterministic grid one.
+LABEL_SEEDS: dict[str, dict[str, tuple[int, ...]]] = {
+    "full": {"random": tuple(range(20)), "random-paper": PAPER_SEEDS,
+             "random-paper-regp": PAPER_SEEDS, "bo-paper": PAPER_SEEDS,
+             "bo-paper-nobug": PAPER_SEEDS, "bo-paper-keepall": PAPER_SEEDS, "grid": (0,),
+             "best-known": (0,)},
+    "smoke": {"random": (0, 1), "grid": (0,), "best-known": (0,)},
+}
+
+
+def seeds_for(label: str, profile: str) -> tuple[int, ...]:
+    """The seeds a notebook runs ``label`` with in ``profile``."""
+    if profile not in BUDGETS:
+        raise ValueError(f"profile must be one of {sorted(BUDGETS)}, got {profile!r}")
+    return LABEL_SEEDS[profile].get(label, SEEDS[profile])
+
+
+def default_workers() -> int:
+    """Processes for independent runs: ``$DOSA_WORKERS`` or the CPUs this process may use."""
+    text = os.environ.get("DOSA_WORKERS")
+    if text is not None:
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise ValueError(f"DOSA_WORKERS must be a positive integer, got {text!r}")
+        return value
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def run_label(label: str, workload: str, seed: int, profile: str, *, experiment: str,
@@ -96,6 +163,63 @@ def run_label(label: str, workload: str, seed: int, profile: str, *, experiment:
     return run(workload, LABELS[label], seed, experiment=experiment,
                config=BUDGETS[profile][label], root=root, export=export, progress=progress,
                label=label)
+
+
+Job = tuple[str, str, int]  # (workload, label, seed)
+
+
+def run_labels(jobs: Iterable[Job], profile: str, *, experiment: str,
+               workers: int | None = None, progress: bool = False
+               ) -> dict[Job, SearchResult]:
+    """:func:`run_label` for each (workload, label, seed), ``workers`` runs at a time.
+
+    Every search runs single-threaded and is deterministic in its key, so running runs in
+    parallel processes gives the same numbers as running them one after another. Each run is
+    cached on its own, so an interrupted sweep resumes where it stopped. The profile, labels
+    and workloads are checked before any process starts; the first failing run stops the
+    sweep (pending runs are cancelled) and is named in the error.
+    """
+    jobs = list(dict.fromkeys(jobs))
+    if profile not in BUDGETS:
+        raise ValueError(f"profile must be one of {sorted(BUDGETS)}, got {profile!r}")
+    for _, label, _ in jobs:
+        if label not in LABELS:
+            raise ValueError(f"label must be one of {sorted(LABELS)}, got {label!r}")
+    for workload in {w for w, _, _ in jobs}:
+        load_network(workload)
+    workers = default_workers() if workers is None else workers
+    out: dict[Job, SearchResult] = {}
+    with tqdm(total=len(jobs), desc=experiment, disable=not progress) as bar:
+        if workers <= 1 or len(jobs) <= 1:
+            for job in jobs:
+                out[job] = _run_job(job, profile, experiment)
+                bar.update()
+            return out
+        # spawn, not fork: a forked torch/OpenMP runtime can deadlock in the child
+        context = multiprocessing.get_context("spawn")
+        pool = ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context)
+        try:
+            futures = {pool.submit(_run_job, job, profile, experiment): job for job in jobs}
+            for future in as_completed(futures):
+                out[futures[future]] = future.result()
+                bar.update()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    return {job: out[job] for job in jobs}
+
+
+def _run_job(job: Job, profile: str, experiment: str) -> SearchResult:
+    """One job of :func:`run_labels`; a failure names the job."""
+    workload, label, seed = job
+    try:
+        return run_label(label, workload, seed, profile, experiment=experiment)
+    except Exception as err:
+        message = f"{experiment} run {workload}/{label}/seed {seed}: {err}"
+        try:
+            named = type(err)(message)
+        except Exception:  # an exception type that takes other arguments
+            named = RuntimeError(message)
+        raise named from err
 
 
 def method_fn(name: str) -> MethodFn:
@@ -121,7 +245,7 @@ class StaleResultError(ValueError):
 #: the modules that only present results (CLI, plots, claims, notebook checks, reports).
 _CODE_SUFFIXES = (".py", ".json", ".yaml")
 _PRESENTATION = frozenset({"__init__.py", "cli.py", "plots.py", "claims.py", "notebook.py",
-                           "reproduce.py"})
+                           "reproduce.py", "comparison.py"})
 
 
 @functools.lru_cache(maxsize=1)

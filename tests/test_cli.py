@@ -299,11 +299,24 @@ def _one_error_line(err: str, prefix: str) -> str:
 
 
 @pytest.mark.parametrize(("method", "given", "message"), [
-    ("dosa", ["--num-hw", "3"], "--num-hw applies to --method random, bo (not dosa)"),
-    ("dosa", ["--mappings-per-layer", "5"], "--mappings-per-layer applies to --method random "
-                                            "(not dosa)"),
-    ("bo", ["--mappings-per-layer", "5"], "--mappings-per-layer applies to --method random "
-                                          "(not bo)"),
+    ("dosa", ["--num-hw", "3"], "--num-hw applies to --method random, bo, random-paper, "
+                                "bo-paper (not dosa)"),
+    ("dosa", ["--mappings-per-layer", "5"], "--mappings-per-layer applies to --method random, "
+                                            "random-paper (not dosa)"),
+    ("bo", ["--mappings-per-layer", "5"], "--mappings-per-layer applies to --method random, "
+                                          "random-paper (not bo)"),
+    # the faithful baselines and the grid search have the original's fixed design space
+    ("random-paper", ["--max-pe-dim", "32"], "--max-pe-dim applies to --method dosa, random, "
+                                             "bo, best-known (not random-paper)"),
+    ("bo-paper", ["--pe-dim", "16"], "--pe-dim applies to --method dosa, random, bo "
+                                     "(not bo-paper)"),
+    ("grid", ["--max-area-mm2", "3"], "--max-area-mm2 applies to --method dosa, random, bo "
+                                      "(not grid)"),
+    ("grid", ["--num-hw", "3"], "--num-hw applies to --method random, bo, random-paper, "
+                                "bo-paper (not grid)"),
+    ("bo", ["--argsort-bug", "off"], "--argsort-bug applies to --method bo-paper (not bo)"),
+    ("random", ["--register-p", "on"], "--register-p applies to --method random-paper "
+                                       "(not random)"),
     ("bo", ["--predictor", "both"], "--predictor applies to --method dosa (not bo)"),
     ("bo", ["--starts", "2"], "--starts applies to --method dosa (not bo)"),
     ("bo", ["--variant", "improved"], "--variant applies to --method dosa (not bo)"),
@@ -346,12 +359,34 @@ def test_search_config_follows_the_option_table(tmp_path: Path,
     assert main(["search", "--workload", "bert", "--out", out, "--starts", "1", "--steps", "5",
                  "--round-every", "2", "--lr", "0.5", "--variant", "improved",
                  "--start", "random", "--predictor", "analytical"]) == 0
+    assert main(["search", "--workload", "bert", "--method", "random-paper", "--out", out,
+                 "--num-hw", "3", "--mappings-per-layer", "9", "--register-p", "on"]) == 0
+    assert main(["search", "--workload", "bert", "--method", "bo-paper", "--out", out,
+                 "--num-hw", "5", "--proposals", "2", "--mappings-per-hw", "8",
+                 "--candidates-per-layer", "30", "--top-k", "3", "--argsort-bug", "off",
+                 "--keep-all", "on"]) == 0
+    assert main(["search", "--workload", "bert", "--method", "grid", "--out", out]) == 0
     assert [c["config"] for c in calls] == [
         {"num_hw": 2, "mappings_per_layer": 7, "pe_dim": 16},
         {"num_hw": 4},
         {"starts": 1, "steps": 5, "round_every": 2, "lr": 0.5, "variant": "improved",
          "start": "random", "predictor": "analytical"},
+        {"num_hw": 3, "mappings_per_layer": 9, "register_p": True},
+        {"num_hw": 5, "mappings_per_hw": 8, "candidates_per_layer": 30, "top_k": 3,
+         "proposals": 2, "argsort_bug": False, "keep_all": True},
+        {},
     ]
+
+
+def test_search_switch_takes_on_or_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    calls = _record_search(monkeypatch)
+    with pytest.raises(SystemExit) as info:  # argparse usage errors exit from parse_args
+        main(["search", "--workload", "bert", "--method", "bo-paper", "--out",
+              str(tmp_path / "o"), "--keep-all", "yes"])
+    assert info.value.code == 2
+    err = _one_error_line(capsys.readouterr().err, "dosa search: error: ")
+    assert "--keep-all" in err and "must be on or off" in err and calls == []
 
 
 def test_search_help_names_the_methods_of_each_option() -> None:
@@ -360,8 +395,7 @@ def test_search_help_names_the_methods_of_each_option() -> None:
     search = build_parser()._subparsers._group_actions[0].choices["search"]  # type: ignore
     helps = {a.dest: a.help for a in search._actions}
     for dest, methods in SEARCH_OPTIONS.items():
-        scope = ("all methods" if set(methods) == {"dosa", "random", "bo"}
-                 else "--method " + ", ".join(methods))
+        scope = "--method " + ", ".join(methods)
         assert helps[dest].endswith(f"[{scope}]"), (dest, helps[dest])
 
 
@@ -587,3 +621,34 @@ def test_baselines_honour_hardware_bounds_end_to_end(method: str, tmp_path: Path
                  "--out", str(tmp_path / "o")]) == 0
     hw = json.loads(capsys.readouterr().out)["hardware"]
     assert hw["pe_dim"] <= 8 and hw["sp_kb"] <= 32 and hw["acc_kb"] <= 16
+
+
+@pytest.mark.parametrize(("method", "options"), [
+    ("random-paper", ["--num-hw", "2", "--mappings-per-layer", "5", "--register-p", "on"]),
+    ("bo-paper", ["--num-hw", "3", "--proposals", "1", "--mappings-per-hw", "6",
+                  "--candidates-per-layer", "12", "--top-k", "2", "--argsort-bug", "off"]),
+])
+def test_search_runs_the_faithful_baselines(method: str, options: list[str], tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    out = tmp_path / "run"
+    tiny = Path(__file__).resolve().parents[1] / "examples" / "tiny_net.yaml"
+    assert main(["search", "--workload", str(tiny), "--method", method,
+                 "--seed", "100", "--quiet", "--out", str(out), *options]) == 0
+    stored = json.loads((out / "result.json").read_text())
+    assert stored["method"] == method and stored["seed"] == 100
+    used = stored["config"]  # what the search itself reports it ran with
+    if method == "random-paper":
+        assert used == {"num_hw": 2, "mappings_per_layer": 5, "register_p": True}
+    else:
+        assert used["argsort_bug"] is False and used["num_hw"] == 3 and used["top_k"] == 2
+        assert used["proposals"] == 1 and used["candidates_per_layer"] == 12
+    assert json.loads(capsys.readouterr().out)["edp"] == stored["edp"]
+
+
+def test_search_methods_are_the_registered_methods() -> None:
+    from dosa.cli import SEARCH_METHODS
+    from dosa.experiments import METHODS
+
+    assert set(SEARCH_METHODS) == set(METHODS) - {"bo-flat"}

@@ -110,3 +110,87 @@ def test_force_never_deletes_user_files(tmp_path: Path) -> None:
 def test_key_holds_package_versions() -> None:
     key = run_key(_net(), "random", 0, CFG)
     assert set(key["environment"]) >= {"torch", "numpy", "scikit-learn"}
+
+
+def test_every_label_names_a_method_and_has_both_budgets() -> None:
+    for label, method in experiments.LABELS.items():
+        assert method in experiments.METHODS, label
+        for profile in experiments.BUDGETS:
+            assert label in experiments.BUDGETS[profile], (profile, label)
+            assert experiments.seeds_for(label, profile), (profile, label)
+    # the faithful baselines run the paper's seeds, our random search a distribution
+    assert experiments.seeds_for("bo-paper", "full") == (0, 100, 1111, 8888, 99999)
+    assert len(experiments.seeds_for("random", "full")) >= 20
+    assert set(experiments.TUNING_SEEDS["full"]).isdisjoint(experiments.SEEDS["full"])
+    with pytest.raises(ValueError, match="profile must be one of"):
+        experiments.seeds_for("dosa", "huge")
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "two"])
+def test_workers_env_is_checked(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOSA_WORKERS", text)
+    with pytest.raises(ValueError, match="DOSA_WORKERS must be a positive integer"):
+        experiments.default_workers()
+
+
+def test_parallel_runs_equal_sequential_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                             ) -> None:
+    """Two worker processes give the numbers one process gives (every search is deterministic
+    and single-threaded), and each worker's run lands in the shared cache."""
+    jobs = [("bert", "random-paper", 0), ("bert", "random", 1), ("bert", "random-paper", 0)]
+
+    def sweep(name: str, workers: int) -> dict:
+        monkeypatch.setenv("DOSA_RUNS_DIR", str(tmp_path / name / "runs"))
+        monkeypatch.setenv("DOSA_ARTIFACTS_DIR", str(tmp_path / name / "art"))
+        return experiments.run_labels(jobs, "smoke", experiment="t", workers=workers,
+                                      progress=False)
+
+    one, two = sweep("one", 1), sweep("two", 2)
+    assert list(one) == list(two) == jobs[:2]  # duplicates run once, order kept
+    for job in one:
+        assert two[job].edp == one[job].edp and two[job].mappings == one[job].mappings
+        assert (tmp_path / "two" / "runs" / "t" / "bert" / job[1] / f"seed{job[2]}"
+                / "result.json").is_file()
+    with pytest.raises(ValueError, match="label must be one of"):
+        experiments.run_labels([("bert", "nope", 0)], "smoke", experiment="t", workers=2)
+
+
+def test_failing_run_is_named_and_stops_the_sweep(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+
+    def failing(label: str, workload: str, seed: int, profile: str, **kw: object) -> None:
+        calls.append(seed)
+        raise FloatingPointError("loss is nan")
+
+    monkeypatch.setattr(experiments, "run_label", failing)
+    with pytest.raises(FloatingPointError, match="t run bert/random/seed 3: loss is nan"):
+        experiments.run_labels([("bert", "random", 3), ("bert", "random", 4)], "smoke",
+                               experiment="t", workers=1)
+    assert calls == [3]
+    with pytest.raises(ValueError, match="profile must be one of"):
+        experiments.run_labels([("bert", "random", 0)], "huge", experiment="t")
+    with pytest.raises(ValueError, match="nope"):
+        experiments.run_labels([("nope", "random", 0)], "smoke", experiment="t")
+
+
+@pytest.mark.parametrize("profile", sorted(experiments.BUDGETS))
+def test_every_budget_is_accepted_by_its_method(profile: str) -> None:
+    """A budget naming an option its method does not take would fail only deep in a
+    notebook run; options dataclasses also validate the values."""
+    import dataclasses
+    import inspect
+
+    from dosa.search.best_known import BestKnownConfig
+    from dosa.search.dosa_gd import DosaConfig
+
+    options_classes = {"dosa": DosaConfig, "best-known": BestKnownConfig}
+    for label, config in experiments.BUDGETS[profile].items():
+        method = experiments.LABELS[label]
+        if method in options_classes:
+            fields = {f.name for f in dataclasses.fields(options_classes[method])}
+            assert set(config) <= fields, (label, set(config) - fields)
+            options_classes[method](**config)
+        else:
+            params = inspect.signature(experiments.method_fn(method)).parameters
+            named = {n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+            assert set(config) <= named, (label, set(config) - named)

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import random
+import warnings
 
 import numpy as np
 import pytest
-from layers import EXAMPLE
+from layers import EXAMPLE, SAMPLE_LAYERS
 from scipy.linalg import cho_factor, cho_solve
+from sklearn.preprocessing import StandardScaler
 
+import dosa.search.paper_baselines as pb
 from dosa.evaluation import evaluate_layers, score_network
 from dosa.hardware import Hardware
 from dosa.mapping import Mapping, parse_mapping
+from dosa.search.options import PAPER_SEEDS
 from dosa.search.paper_baselines import (
     BO_ACC_KB_VALUES,
     BO_PE_VALUES,
     BO_SP_KB_VALUES,
-    PAPER_SEEDS,
     bo_grid,
     bo_paper_search,
     bo_random_hardware,
@@ -125,6 +128,118 @@ def test_gp_is_fixed_kernel_standardised_lcb() -> None:
     mean = ks @ cho_solve(cf, ys)
     var = np.clip(1 - np.einsum("ij,ji->i", ks, cho_solve(cf, ks.T)), 0, None)
     np.testing.assert_allclose(gp_lcb(x, y, xt), mean - np.sqrt(var), rtol=1e-6, atol=1e-9)
+
+
+def _sklearn_lcb(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, *,
+                 kappa: float = pb.LCB_KAPPA) -> np.ndarray:
+    """The original pipeline, kept as the reference: StandardScaler on X and y + fixed_gp()."""
+    x_scaler = StandardScaler().fit(x_train)
+    y_scaled = StandardScaler().fit_transform(np.asarray(y_train, dtype=np.float64)[:, None])[:, 0]
+    gp = fixed_gp().fit(x_scaler.transform(x_train), y_scaled)
+    out = np.empty(len(x_test), dtype=np.float64)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Predicted variances smaller than 0")
+        for lo in range(0, len(x_test), pb.PREDICT_CHUNK):
+            mean, std = gp.predict(x_scaler.transform(x_test[lo:lo + pb.PREDICT_CHUNK]),
+                                   return_std=True)
+            out[lo:lo + pb.PREDICT_CHUNK] = mean - kappa * std
+    return out
+
+
+def _same_lcb(x: np.ndarray, y: np.ndarray, xt: np.ndarray, top: int = 10) -> np.ndarray:
+    """gp_lcb equals the scikit-learn reference tightly and ranks xt identically; returns it."""
+    fast, ref = gp_lcb(x, y, xt), _sklearn_lcb(x, y, xt)
+    np.testing.assert_allclose(fast, ref, rtol=1e-9, atol=1e-9)
+    order = np.argsort(fast, kind="stable")
+    assert order[:top].tolist() == np.argsort(ref, kind="stable")[:top].tolist()
+    assert np.array_equal(order, np.argsort(ref, kind="stable"))  # ties broken alike too
+    return fast
+
+
+@pytest.mark.parametrize("hw", [Hardware(16, 64.0, 64.0), Hardware(128, 512.0, 8.0),
+                                Hardware(4, 16.0, 1024.0)])
+def test_gp_lcb_matches_sklearn_on_mapping_vectors(hw: Hardware) -> None:
+    # The inner loop's problem: 100 random mappings and their model EDP train the GP, which
+    # ranks 1000 further random mappings (84-column vectors, many constant columns).
+    layers = [SAMPLE_LAYERS[i] for i in (1, 3, 4, 8)]
+    rng = np.random.default_rng(7)
+    train = [paper_sample_mappings(lay, hw, 100, rng) for lay in layers]
+    cands = [paper_sample_mappings(lay, hw, 1000, rng) for lay in layers]
+    cycles, energy = evaluate_samples(Network("mix", tuple(layers)), hw, train)
+    edp = cycles * energy
+    for i in range(len(layers)):
+        _same_lcb(flat_mapping_vectors(*train[i]), edp[i * 100:(i + 1) * 100],
+                  flat_mapping_vectors(*cands[i]))
+
+
+def test_gp_lcb_matches_sklearn_on_hardware_grid(monkeypatch) -> None:
+    # The outer problem: raw (pe, sp, acc) -> network EDP over a grid, predicted in chunks. The
+    # double-argsort proposals depend on the whole grid's ranking, so that must be identical.
+    monkeypatch.setattr(pb, "PREDICT_CHUNK", 1000)
+    axes = (BO_PE_VALUES[::4], BO_SP_KB_VALUES[::8], BO_ACC_KB_VALUES[::8])
+    grid = bo_grid(*axes)
+    hws = bo_random_hardware(random.Random(3), 30, *axes)
+    x = np.array([h.as_tuple() for h in hws], dtype=np.float64)
+    rng = np.random.default_rng(3)
+    y = 1e9 * (1 + 50 / x[:, 0]) * (1 + 30 / x[:, 1] + 30 / x[:, 2]) * rng.lognormal(0, 0.3, 30)
+    lcb = _same_lcb(x, y, grid)
+    assert len(grid) == 4096 > pb.PREDICT_CHUNK
+    ref = _sklearn_lcb(x, y, grid)
+    for bug in (True, False):
+        assert propose(lcb, 10, argsort_bug=bug).tolist() == \
+            propose(ref, 10, argsort_bug=bug).tolist()
+
+
+def test_gp_lcb_duplicates_and_constant_columns_like_sklearn() -> None:
+    rng = np.random.default_rng(5)
+    x = rng.integers(1, 9, size=(20, 6)).astype(np.float64)
+    x[:, 1] = 4.0  # constant in training and test: skipped, adds 0 to every distance
+    x[:, 2] = 2.0  # constant in training only: scale 1, varies in the test rows
+    x[10:15] = x[:5]  # duplicate training rows (K singular but for the 1e-10 jitter)
+    y = rng.lognormal(3, 1, 20)
+    y[10:15] = y[:5]
+    xt = np.concatenate([x[:8], rng.integers(1, 9, size=(40, 6)).astype(np.float64)])
+    xt[:, 1] = 4.0
+    # Duplicate test rows: (near-)ties, within an ulp as BLAS kernels differ by row position.
+    xt = np.concatenate([xt, xt[:6]])
+    lcb = _same_lcb(x, y, xt)
+    np.testing.assert_allclose(lcb[-6:], lcb[:6], rtol=1e-12)
+    _same_lcb(x, np.full(20, 7.0), xt)  # constant y: zero std -> scale 1, all-zero targets
+    _same_lcb(x[:1], y[:1], xt)  # one training row
+    const = np.ones((6, 3))
+    _same_lcb(const, np.arange(6.0), np.ones((4, 3)))  # every column constant
+    with pytest.raises(ValueError):
+        gp_lcb(x, y, np.full((2, 6), np.nan))
+    with pytest.raises(ValueError):
+        _sklearn_lcb(x, y, np.full((2, 6), np.nan))
+
+
+def test_gp_lcb_cholesky_failure_raises_like_sklearn(monkeypatch) -> None:
+    def fail(*args, **kwargs):
+        raise np.linalg.LinAlgError("2-th leading minor of the array is not positive definite")
+
+    monkeypatch.setattr(pb, "cholesky", fail)
+    with pytest.raises(np.linalg.LinAlgError, match="not returning a positive definite"):
+        gp_lcb(np.eye(3), np.arange(3.0), np.eye(3))
+
+
+def test_bo_paper_search_same_with_sklearn_gp(monkeypatch) -> None:
+    budget = {**BO_BUDGET, "proposals": 2}
+    fast = bo_paper_search(NET, 0, **budget)
+    calls = []
+
+    def reference(*args, **kwargs) -> np.ndarray:
+        calls.append(len(args[2]))
+        return _sklearn_lcb(*args, **kwargs)
+
+    monkeypatch.setattr(pb, "gp_lcb", reference)
+    ref = bo_paper_search(NET, 0, **budget)
+    # Inner ranking on the 4 training configs, the outer grid LCB, inner on the 2 proposals.
+    assert calls == [60] * 4 * len(NET) + [36] + [60] * 2 * len(NET)
+    assert fast.edp == ref.edp and fast.hardware == ref.hardware
+    assert [m.to_string() for m in fast.mappings] == [m.to_string() for m in ref.mappings]
+    assert fast.extra["hardware_tried"] == ref.extra["hardware_tried"]
+    assert fast.extra["proposal_grid_indices"] == ref.extra["proposal_grid_indices"]
 
 
 def test_propose_double_argsort_bug() -> None:

@@ -48,7 +48,13 @@ from dosa.mapping import (
     stack_mappings,
 )
 from dosa.model import capacities, discretize_hw, evaluate, min_hw
-from dosa.search.options import HardwareBounds, check_seed, positive_int, positive_number
+from dosa.search.options import (
+    HardwareBounds,
+    check_seed,
+    config_from_options,
+    positive_int,
+    positive_number,
+)
 from dosa.search.result import SearchResult, Trajectory, finish_result
 from dosa.search.sampler import random_hardware, single_threaded
 from dosa.search.starts import best_of_random_mappings, heuristic_mappings, milp_mappings
@@ -412,11 +418,7 @@ def dosa_search(network: Network | str, seed: int, *, progress: bool = False,
     """
     network = as_network(network)
     seed = check_seed(seed)
-    unknown = sorted(set(options) - set(DosaConfig.__dataclass_fields__))
-    if unknown:
-        raise ValueError(f"unknown DOSA option(s) {unknown}; allowed: "
-                         f"{sorted(DosaConfig.__dataclass_fields__)}")
-    cfg = DosaConfig(**options)
+    cfg = config_from_options(DosaConfig, options, "DOSA")
     t0 = time.perf_counter()
     torch.manual_seed(seed)
     predictor, evaluator = _load_predictor(cfg.predictor)

@@ -1,0 +1,145 @@
+"""Fig. 7 tables: ratios of medians, ablation factors, the tuning rule, the re-scored yardstick."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from dosa import comparison
+from dosa.search.random_search import random_search
+
+WORKLOADS = ("resnet50", "bert")
+
+
+def _summary(edps: dict[str, dict[str, list[float]]]) -> pd.DataFrame:
+    rows = []
+    for label, per in edps.items():
+        for w, values in per.items():
+            for seed, edp in enumerate(values):
+                rows.append({"workload": w, "label": label, "seed": seed, "edp": edp})
+    return pd.DataFrame(rows)
+
+
+def _all_labels(scale: dict[str, float]) -> pd.DataFrame:
+    base = {"resnet50": [10.0, 12.0, 14.0], "bert": [1.0, 2.0, 3.0]}
+    return _summary({label: {w: [v * s for v in vals] for w, vals in base.items()}
+                     for label, s in scale.items()})
+
+
+SCALES = {"random": 2.0, "random-paper": 4.0, "random-paper-regp": 3.0, "bo": 1.5,
+          "bo-paper": 12.0, "bo-paper-nobug": 12.0, "bo-paper-keepall": 3.0, "grid": 1.2,
+          "dosa": 1.1, "dosa-improved": 1.0}
+
+
+def test_method_table_ratios_are_ratios_of_medians() -> None:
+    summary = _all_labels(SCALES)
+    best = {"resnet50": 6.0, "bert": 1.0}
+    table = comparison.method_table(summary, headline="dosa-improved", best_known=best)
+    row = table.set_index(["workload", "label"])
+    assert row.loc[("resnet50", "random"), "median"] == 24.0
+    assert row.loc[("resnet50", "random"), "over_dosa"] == pytest.approx(2.0)
+    assert row.loc[("bert", "bo-paper"), "over_best_known"] == pytest.approx(24.0)
+    geo = row.loc[("geomean", "bo-paper")]
+    assert geo["over_dosa"] == pytest.approx(12.0) and geo["paper"] == 12.59
+    assert row.loc[("geomean", "random-paper"), "paper"] == 2.80
+    assert math.isnan(row.loc[("geomean", "grid"), "paper"])
+    assert set(table.label) == set(comparison.MAIN_LABELS)
+
+
+def test_ablation_factors_and_prose_use_the_runs() -> None:
+    summary = _all_labels(SCALES)
+    ab = comparison.ablation_table(summary).set_index("ablation")
+    assert ab.loc["bo_argsort_bug", "geomean"] == pytest.approx(1.0)
+    assert ab.loc["bo_top10_only", "geomean"] == pytest.approx(4.0)
+    assert ab.loc["random_no_register_loop", "geomean"] == pytest.approx(4 / 3)
+    table = comparison.method_table(summary, headline="dosa-improved",
+                                    best_known={"resnet50": 6.0, "bert": 1.0})
+    subsets = comparison.seed_subset_spread(summary, "random", "dosa-improved", k=2)
+    assert len(subsets) == 3  # C(3, 2)
+    gains = pd.DataFrame({"gain": [1.0, 2.0]})
+    text = comparison.explain(table, comparison.ablation_table(summary),
+                              headline="dosa-improved", subsets=subsets, subset_k=2,
+                              gains=gains, top_k=10)
+    assert "BO / DOSA = 12.00×" in text and "paper 12.59×" in text
+    assert "makes it 4.00× worse" in text and "bug changes little (1.00×)" in text
+    assert "most of the faithful ratio" in text and "50 % of DOSA's starts" in text
+    assert "over 2 workload(s)" in text
+
+
+def test_prose_follows_adverse_numbers() -> None:
+    """Numbers that contradict the paper's story get different words, not the same ones."""
+    adverse = dict(SCALES, **{"bo-paper": 1.4, "bo": 1.5, "bo-paper-nobug": 2.0,
+                              "bo-paper-keepall": 1.4})
+    summary = _all_labels(adverse)
+    table = comparison.method_table(summary, headline="dosa-improved",
+                                    best_known={"resnet50": 6.0, "bert": 1.0})
+    subsets = comparison.seed_subset_spread(summary, "random", "dosa-improved", k=2)
+    text = comparison.explain(table, comparison.ablation_table(summary),
+                              headline="dosa-improved", subsets=subsets, subset_k=2,
+                              gains=pd.DataFrame({"gain": [1.0]}), top_k=5)
+    assert "most of the faithful ratio" not in text
+    assert "the original BO is not worse than ours (0.93×)" in text
+    assert "bug makes it better (0.70×)" in text and "best of its 5 LCB picks" in text
+
+
+def test_seed_subsets_are_bounded_and_deterministic() -> None:
+    summary = _summary({"random": {"bert": [float(i + 1) for i in range(20)]},
+                        "dosa": {"bert": [1.0]}})
+    a = comparison.seed_subset_spread(summary, "random", "dosa", k=5, max_subsets=100)
+    b = comparison.seed_subset_spread(summary, "random", "dosa", k=5, max_subsets=100)
+    assert len(a) == 100 and a.equals(b)
+    assert a.min() >= 3.0 and a.max() <= 18.0  # median of 5 of 1..20
+    with pytest.raises(ValueError, match="fewer than k=5"):
+        comparison.seed_subset_spread(summary, "dosa", "dosa", k=5)
+
+
+def test_recommended_configuration_needs_every_workload() -> None:
+    both = _summary({"dosa": {"a": [2.0, 2.0], "b": [2.0]},
+                     "dosa-improved": {"a": [1.0, 1.0], "b": [1.0]}})
+    assert comparison.recommended_dosa(both) == "dosa-improved"
+    mixed = _summary({"dosa": {"a": [2.0], "b": [1.0]}, "dosa-improved": {"a": [1.0], "b": [2.0]}})
+    assert comparison.recommended_dosa(mixed) == "dosa"
+    with pytest.raises(ValueError, match="lack the configurations"):
+        comparison.recommended_dosa(_summary({"dosa": {"a": [1.0]}}))
+
+
+def test_best_known_is_rescored_not_reloaded(tmp_path: Path,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    import json
+
+    from dosa.workload import load_network
+
+    result = random_search("bert", 0, num_hw=1, mappings_per_layer=5)
+    result.provenance = {"config": {"num_hw": 1}}
+    folder = comparison.best_known_folder("bert", tmp_path)
+    result.write(folder, load_network("bert"))
+    bk = comparison.load_best_known("bert", tmp_path, config={"num_hw": 1})
+    assert bk.edp == pytest.approx(result.edp, rel=1e-12) and not bk.rescored_changed
+    assert bk.source == "artifacts/best_known/bert"
+    # a stored EDP the model no longer gives is replaced by the model's, with a warning
+    stored = json.loads((folder / "result.json").read_text())
+    stored["edp"] = 2 * stored["edp"]
+    (folder / "result.json").write_text(json.dumps(stored))
+    bk = comparison.load_best_known("bert", tmp_path)
+    assert bk.rescored_changed and bk.edp == pytest.approx(result.edp, rel=1e-12)
+    assert "re-scored value is used" in caplog.text
+    with pytest.raises(ValueError, match="not the artifact's"):
+        comparison.load_best_known("bert", tmp_path, config={"num_hw": 2})
+    with pytest.raises(FileNotFoundError, match="make best-known"):
+        comparison.load_best_known("unet", tmp_path)
+
+
+@pytest.mark.parametrize("workload", ["resnet50", "bert", "unet", "retinanet"])
+def test_committed_best_known_designs_still_score_as_stored(workload: str) -> None:
+    """The committed yardstick is legal and the current model gives it the EDP it was found
+    with; a model change that moves it must come with `make best-known`."""
+    from dosa.experiments import BUDGETS, SPACE_BOUNDS
+
+    bk = comparison.load_best_known(workload, config=BUDGETS["full"]["best-known"])
+    assert not bk.rescored_changed, (workload, bk.edp, bk.stored_edp)
+    hw = bk.result.hardware
+    assert hw.pe_dim <= SPACE_BOUNDS["max_pe_dim"] and hw.sp_kb <= SPACE_BOUNDS["max_sp_kb"]
+    assert hw.acc_kb <= SPACE_BOUNDS["max_acc_kb"]
