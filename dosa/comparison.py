@@ -20,7 +20,6 @@ not part of the run keys' code fingerprint.
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -32,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from dosa.claims import repo_root
+from dosa.experiments import _canonical as canonical_config
 from dosa.search.result import SearchResult
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ def load_best_known(workload: str, root: Path | None = None, *,
         raise ValueError(f"{folder} holds a design of {result.workload!r}, not {workload!r}")
     if config is not None:
         found = result.provenance.get("config")
-        wanted = json.loads(json.dumps(dict(config), sort_keys=True))
+        wanted = canonical_config(config)
         if found != wanted:
             raise ValueError(f"{BEST_KNOWN_DIR / workload} was searched with {found}, not the "
                              f"artifact's {wanted}; run `make best-known`")
