@@ -48,12 +48,8 @@ network EDP after each stage (``stage_edp``: grid heuristic, mapping optimised, 
 refined), so a notebook can show what each stage gained. ``checkpoint_dir`` is accepted for the
 common signature but unused: the search takes minutes per workload and its result is committed.
 
-Measured with the defaults, seed 0, one core to itself (network EDP in µJ·cycles; the grid
-heuristic best in brackets): BERT 1.507e9 [1.656e9] in 1.5 min, ResNet-50 6.292e10 [6.783e10]
-in 5.0 min, RetinaNet 2.048e10 [2.197e10] in 5.2 min, U-Net 1.125e13 [1.312e13] in 4.6 min
-(each includes the grid stage: 13 s for BERT, about 1 min for the others). Four times the
-effort (12 points, 4 pattern-search starts, 10 local steps, 4000 random mappings per layer)
-lowered U-Net by only 0.2 % and left ResNet-50 unchanged.
+Measured with the defaults on one core (seed 0): see the report in the commit that adds this
+module; a full run of the largest network (U-Net) takes about 5 minutes.
 """
 
 from __future__ import annotations
@@ -482,9 +478,8 @@ class _Search:
         self.calls = 0
         self.traj = Trajectory()
         self.bar = bar
-        #: Per layer, the Pareto front and the ARCHIVE_PER_LAYER best candidates left by each
-        #: optimisation (insertion-ordered, so deterministic): warm candidates for the next
-        #: hardware (re-evaluated there when they fit).
+        #: Per layer, every candidate that was on a Pareto front at the end of an optimisation
+        #: (insertion-ordered, so deterministic): warm candidates for the next hardware.
         self.archive: list[dict[bytes, tuple[np.ndarray, np.ndarray, np.ndarray]]] = [
             {} for _ in network]
 
