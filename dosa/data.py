@@ -480,3 +480,60 @@ def load_firesim_test(predictor: str | None = None) -> pd.DataFrame:
             + ", ".join(repr(p) for p in FIRESIM_TEST_PREDICTORS)
         )
     return _load(f"firesim_test_{predictor}")
+
+
+# --------------------------------------------------------------------------- reference vectors
+
+VECTORS_DIR_ENV = "DOSA_VECTORS_DIR"
+#: Files of real-Timeloop reference vectors (not published data: outputs of the Timeloop build
+#: the paper pins, run on mappings the published rows never cover; see notebook 01).
+VECTOR_FILES: tuple[str, ...] = ("search_designs", "targeted")
+
+
+def vectors_dir() -> Path | None:
+    """``$DOSA_VECTORS_DIR``, else ``timeloop-vectors`` beside ``$DOSA_DATA_DIR``, else None."""
+    value = os.environ.get(VECTORS_DIR_ENV)
+    if value:
+        return Path(value).expanduser()
+    data = data_dir()
+    if data is not None and (data.parent / "timeloop-vectors").is_dir():
+        return data.parent / "timeloop-vectors"
+    return None
+
+
+def load_timeloop_vectors(name: str) -> pd.DataFrame:
+    """One vector file in the published column format (``prob.*``, ``arch.*``, ``mapping.mapping``,
+    ``target.cycle``, ``target.energy``) plus its own columns (``feature``, ``timeloop_valid``,
+    ``timeloop_error``; search designs are all valid). Raises DataUnavailableError if absent."""
+    from dosa.hardware import Hardware
+
+    if name not in VECTOR_FILES:
+        raise UnknownDataFileError(f"unknown vector file {name!r}; allowed: "
+                                   + ", ".join(VECTOR_FILES))
+    folder = vectors_dir()
+    file = folder / f"{name}.csv" if folder is not None else None
+    if file is None or not file.is_file():
+        raise DataUnavailableError(
+            f"Timeloop reference vectors {name}.csv not found; set {VECTORS_DIR_ENV} to the "
+            f"timeloop-vectors folder (or {DATA_DIR_ENV} to a dosa-data folder beside it)")
+    raw = pd.read_csv(file)
+    require_columns(raw, [*"RSPQCKN", "Wstride", "Hstride", "pe_dim", "sp_kb", "acc_kb",
+                          "mapping", "timeloop_cycles", "timeloop_energy_uj"], str(file))
+    pe = pd.to_numeric(raw["pe_dim"], errors="coerce")
+    bad = ~(pe.notna() & (pe == pe.round()) & (pe >= 1))
+    if bad.any():
+        raise ValueError(f"{file}: row {int(bad.to_numpy().argmax())} column pe_dim must be an "
+                         f"integer >= 1, got {raw['pe_dim'].iloc[int(bad.to_numpy().argmax())]!r}")
+    if "timeloop_valid" in raw and not raw["timeloop_valid"].isin([True, False]).all():
+        raise ValueError(f"{file}: column timeloop_valid must hold True or False only")
+    out = pd.DataFrame({f"prob.{d}": raw[d] for d in (*"RSPQCKN", "Wstride", "Hstride")})
+    arch = pd.DataFrame([Hardware(int(p), float(s), float(a)).to_arch_columns()
+                         for p, s, a in zip(pe, raw["sp_kb"], raw["acc_kb"], strict=True)])
+    out = pd.concat([out, arch], axis=1)
+    out["mapping.mapping"] = raw["mapping"]
+    out["target.cycle"] = raw["timeloop_cycles"]
+    out["target.energy"] = raw["timeloop_energy_uj"]
+    out["feature"] = raw["feature"] if "feature" in raw else "search_design"
+    out["timeloop_valid"] = raw["timeloop_valid"].astype(bool) if "timeloop_valid" in raw else True
+    out["timeloop_error"] = (raw["timeloop_error"].fillna("") if "timeloop_error" in raw else "")
+    return out

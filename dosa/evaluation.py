@@ -216,6 +216,49 @@ def _physical_checks(arch: pd.DataFrame, dilation: np.ndarray | None, temporal: 
     return checks
 
 
+def _parse_frame(frame: pd.DataFrame, source: str) -> tuple[
+        np.ndarray, np.ndarray | None, pd.DataFrame, np.ndarray, list[Mapping], np.ndarray]:
+    """Structural checks and parsing of published-format rows: (problem columns, dilation or
+    None, arch columns, hardware [B, 3], distinct mappings, each row's index into them)."""
+    probs = _positive_integers(frame, PROBLEM_COLUMNS, source)
+    present = [c for c in DILATION_COLUMNS if c in frame.columns]
+    dilation = None
+    if present:
+        dilation = np.ones((len(frame), len(DILATION_COLUMNS)), dtype=np.float64)
+        values = _positive_integers(frame, present, source)
+        for k, col in enumerate(present):
+            dilation[:, DILATION_COLUMNS.index(col)] = values[:, k]
+    for col in ARCH_COLUMNS:
+        values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=np.float64)
+        bad = np.nonzero(~np.isfinite(values) | (values <= 0))[0]
+        if bad.size:
+            raise ValueError(f"{source}: row {int(bad[0])} column {col} must be a positive "
+                             f"number, got {_shown(frame[col].iloc[int(bad[0])])}")
+    arch = frame[list(ARCH_COLUMNS)].apply(pd.to_numeric)
+    hw = hardware_from_arch_columns(arch)
+    mappings, codes = _parse_distinct(frame[MAPPING_COLUMN], source)
+    product = np.stack([(m.temporal * m.spatial).prod(axis=0) for m in mappings])
+    bad_rows = np.nonzero((product[codes] != probs[:, :7]).any(axis=1))[0]
+    if bad_rows.size:
+        i = int(bad_rows[0])
+        raise ValueError(f"{source}: row {i}: mapping factors do not multiply to the layer "
+                         f"dims ({mappings[codes[i]]})")
+    return probs, dilation, arch, hw, mappings, codes
+
+
+def frame_tensors(frame: pd.DataFrame, source: str = "frame") -> tuple[torch.Tensor, ...]:
+    """Model inputs (dims, strides, temporal, spatial, rank, hw) of published-format rows,
+    after the structural checks of :func:`evaluate_frame` but none of its legality rules."""
+    _require(frame, PROBLEM_COLUMNS + (MAPPING_COLUMN,) + ARCH_COLUMNS, source)
+    probs, _, _, hw, mappings, codes = _parse_frame(frame, source)
+    return (torch.from_numpy(probs[:, :7].astype(np.float64)),
+            torch.from_numpy(probs[:, 7:9].astype(np.float64)),
+            *(torch.from_numpy(np.stack([getattr(m, f) for m in mappings])[codes]
+                               .astype(np.int64 if f == "rank" else np.float64))
+              for f in ("temporal", "spatial", "rank")),
+            torch.from_numpy(hw))
+
+
 def evaluate_frame(frame: pd.DataFrame, source: str = "frame", *,
                    allow_invalid: bool = False) -> pd.DataFrame:
     """Model cycles, energy (µJ) and area (mm²) for rows in the published column format.
@@ -236,31 +279,10 @@ def evaluate_frame(frame: pd.DataFrame, source: str = "frame", *,
         if allow_invalid:
             empty[REASON_COLUMN] = pd.Series(dtype=object, index=frame.index)
         return empty
-    probs = _positive_integers(frame, PROBLEM_COLUMNS, source)
-    present = [c for c in DILATION_COLUMNS if c in frame.columns]
-    dilation = None
-    if present:
-        dilation = np.ones((len(frame), len(DILATION_COLUMNS)), dtype=np.float64)
-        values = _positive_integers(frame, present, source)
-        for k, col in enumerate(present):
-            dilation[:, DILATION_COLUMNS.index(col)] = values[:, k]
-    for col in ARCH_COLUMNS:
-        values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=np.float64)
-        bad = np.nonzero(~np.isfinite(values) | (values <= 0))[0]
-        if bad.size:
-            raise ValueError(f"{source}: row {int(bad[0])} column {col} must be a positive "
-                             f"number, got {_shown(frame[col].iloc[int(bad[0])])}")
-    arch = frame[list(ARCH_COLUMNS)].apply(pd.to_numeric)
-    hw = hardware_from_arch_columns(arch)
-    mappings, codes = _parse_distinct(frame[MAPPING_COLUMN], source)
+    probs, dilation, arch, hw, mappings, codes = _parse_frame(frame, source)
     temporal = np.stack([m.temporal for m in mappings])
     spatial = np.stack([m.spatial for m in mappings])
     rank = np.stack([m.rank for m in mappings])
-    bad_rows = np.nonzero(((temporal * spatial).prod(axis=1)[codes] != probs[:, :7]).any(axis=1))[0]
-    if bad_rows.size:
-        i = int(bad_rows[0])
-        raise ValueError(f"{source}: row {i}: mapping factors do not multiply to the layer "
-                         f"dims ({mappings[codes[i]]})")
     strides = probs[:, 7:9]
     checks = _physical_checks(arch, dilation, temporal, spatial, codes, strides, hw)
     invalid = np.zeros((len(checks), len(frame)), dtype=bool)

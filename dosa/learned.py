@@ -20,8 +20,9 @@ Kinds and their functional forms (our choices, documented here):
 * ``both``: ``log rtl = log analytical.cycles + mu + sigma * mean_m MLP_m(x)``: a multiplicative
   residual on the roofline (the paper adds a softplus residual to the normalised roofline; the
   log form keeps the correction relative and lets it also *reduce* the latency, which the data
-  needs on ~19 % of rows where RTL beats Timeloop). Its features add log2 of the five roofline
-  bounds, so the MLP can see which resource the analytical model thinks is the bottleneck.
+  needs on ~19 % of rows where RTL beats Timeloop). Its features add log2 of the roofline
+  bounds (compute and each bandwidth-limited level, :data:`dosa.model.BOUND_NAMES`), so the
+  MLP can see which resource the analytical model thinks is the bottleneck.
 
 Features (:data:`FEATURE_NAMES`, default set ``raw``) are log2 of the layer dims and strides,
 of every legal mapping factor (L0 P/Q/N, all L1-L3 temporal factors, spatial C at L1 and K at
@@ -75,7 +76,7 @@ from dosa.evaluation import MAPPING_COLUMN, PROBLEM_COLUMNS, parse_mapping_colum
 from dosa.hardware import hardware_from_arch_columns
 from dosa.io import atomic_path
 from dosa.mapping import stack_mappings
-from dosa.model import ModelOutput, evaluate
+from dosa.model import BOUND_NAMES, ModelOutput, evaluate
 from dosa.workload import DIMS
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ R, S, P, Q, C, K, N = range(7)
 _L0_LEGAL = (P, Q, N)
 
 
-_BOUND_NAMES = ("compute", "registers", "accumulator", "scratchpad", "dram")
+_BOUND_NAMES = BOUND_NAMES
 _RAW_FEATURES: tuple[str, ...] = (
     *(f"log2.dim.{d}" for d in DIMS), "log2.Wstride", "log2.Hstride",
     *(f"log2.t0.{DIMS[d]}" for d in _L0_LEGAL),

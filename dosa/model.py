@@ -9,8 +9,8 @@ gradients to the real-valued factors during search. Inputs:
 * ``rank`` [B, 4, 7] integer loop-order keys (0 = innermost) per level;
 * ``hw`` [B, 3] (pe_dim, scratchpad KB, accumulator KB).
 
-Modelling rules (each one is what Timeloop does for this template, checked on the published
-dataset; see notebook 01):
+Modelling rules (each one is what Timeloop does for this template: the published dataset and
+the reference vectors of real Timeloop runs are reproduced exactly; see notebook 01):
 
 1. Guard ``g(f) = f if f > 1 else 1``: a loop with factor <= 1 does not exist. It keeps
    capacities and access counts well defined for fractional factors during gradient descent.
@@ -19,22 +19,37 @@ dataset; see notebook 01):
 3. A tile is refilled each time a loop above it that is relevant to the tensor advances; an
    irrelevant loop *inside* the innermost relevant one reuses the tile (weights ignore P, Q, N;
    outputs ignore R, S, C; inputs ignore K). Spatial fan-outs above a level multiply its fills.
-4. Input halo reuse at the scratchpad (sliding window): when the innermost DRAM loop that
-   exists (factor > 1) walks P or Q - or R/S followed directly by P/Q - only the newly exposed
-   slab of the input tile is fetched; the DOSA rules of spec §4.2 decide the slab size. Unlike
-   the original code, loops with factor 1 are ignored when deciding what is innermost (spec §9.2).
+4. Scratchpad input fills from DRAM follow Timeloop's delta analysis (:func:`_input_fills`):
+   Timeloop simulates only iterations 0 and 1 of every loop (the rest are extrapolated from
+   iteration 1), fetches the part of each new input box that the previous box did not hold, and
+   drops that residue - fetching the whole box - whenever the box moves by a different offset
+   than on the step before ("reset on stride change"). Only the innermost DRAM loop and the
+   loops whose step equals its step therefore reuse a halo.
 5. MACs are the layer's product of dims (the original derived them from the loop nest, which is
    wrong when N > 1). Scratchpad input reads are multicast over the K columns (MACs / Ksp);
    accumulator updates follow the spatial reduction over C rows (MACs / Csp); the first read of
    each output is elided (- P*Q*K*N) at the accumulator and at DRAM.
-6. Latency is the largest of five throughput bounds (compute on the Csp x Ksp used PEs,
-   registers, accumulator 2 words/cycle per active column, scratchpad 2*pe_dim, DRAM 8).
-7. Energy is linear in the per-level access counts with the per-access energies of
-   :mod:`dosa.hardware` (accumulator cost grows with the per-bank size, scratchpad with its size).
+6. Latency is the largest of the compute cycles (MACs over the Csp x Ksp used PEs) and one bound
+   per bandwidth-limited level (accumulator 2 words/cycle per active column, scratchpad
+   2*pe_dim, DRAM 8; the registers are unbounded). Each level bound is Timeloop's own float
+   arithmetic - read and write demand per compute cycle, summed per tensor in the order W, I, O;
+   slowdown = bandwidth / demand; ceil(compute cycles / slowdown) - so a bound that lands on an
+   integer can round up by one cycle exactly as Timeloop's does.
+7. Energy is linear in the per-action access counts with pat's per-word energies
+   (:func:`dosa.hardware.sram_energy_per_word`: registers, accumulator by its per-bank size,
+   scratchpad by its size; DRAM 100 pJ per word). Accesses are charged per whole block: each
+   action type (reads, fills, updates) of each tensor is rounded up to the level's block -
+   64 words at DRAM, pe_dim words (one scratchpad row) at the scratchpad.
+8. Discrete rules (the ceilings of 6 and 7, whole-entry buffer depths) give exact values and, in
+   the gradient path, the gradient of their unrounded value (straight-through), so the search
+   optimises the same numbers that exact scoring reports.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import torch
@@ -50,6 +65,8 @@ _REL_I = (1, 1, 1, 1, 1, 0, 1)
 _REL_O = (0, 0, 1, 1, 0, 1, 1)
 
 ACCESS_NAMES = ("mac", "registers", "accumulator", "scratchpad", "dram")
+#: Columns of :attr:`ModelOutput.bounds`: the compute cycles and each bandwidth-limited level.
+BOUND_NAMES = ("compute", "accumulator", "scratchpad", "dram")
 
 
 def g(f: torch.Tensor) -> torch.Tensor:
@@ -57,6 +74,43 @@ def g(f: torch.Tensor) -> torch.Tensor:
     if not f.requires_grad:
         return f.clamp(min=1.0)  # same values, a cheaper kernel when no gradient is needed
     return torch.where(f > 1, f, 1.0)
+
+
+_SURROGATE: ContextVar[bool] = ContextVar("dosa_model_surrogate", default=False)
+
+
+@contextlib.contextmanager
+def surrogate() -> Iterator[None]:
+    """Inside this block the model returns the unrounded surrogate of rule 8 as its *value*.
+
+    Its gradient is the one the search follows, so finite differences of this surrogate check
+    the analytic gradients (tests), and the gap to the exact values can be measured.
+    """
+    token = _SURROGATE.set(True)
+    try:
+        yield
+    finally:
+        _SURROGATE.reset(token)
+
+
+def _exact(smooth: torch.Tensor, exact: torch.Tensor) -> torch.Tensor:
+    """Rule 8: the value of ``exact``, the gradient of ``smooth`` (straight-through)."""
+    if _SURROGATE.get():
+        return smooth
+    if not smooth.requires_grad:
+        return exact
+    return exact.detach() + (smooth - smooth.detach())  # value bit-identical to ``exact``
+
+
+def _ceil_to(count: torch.Tensor, block: torch.Tensor | float) -> torch.Tensor:
+    """``count`` rounded up to whole blocks (rule 7)."""
+    return _exact(count, torch.ceil(count / block) * block)
+
+
+def _count(n: torch.Tensor) -> torch.Tensor:
+    """An action count as Timeloop sees it: never negative (fractional search factors can push
+    e.g. ``w_o1 - out`` below 0, which would lower a bound or an energy)."""
+    return torch.clamp(n, min=0.0)
 
 
 @dataclass
@@ -69,7 +123,7 @@ class ModelOutput:
     acc_words: torch.Tensor  # accumulator words one bank must hold (cap_1(O))
     sp_words: torch.Tensor  # scratchpad words (cap_2(W) + cap_2(I))
     max_spatial: torch.Tensor  # largest spatial fan-out: the PE array side it needs
-    bounds: torch.Tensor  # [B, 5] the five latency bounds (cycles)
+    bounds: torch.Tensor  # [B, 4] in BOUND_NAMES order (cycles)
 
 
 def _outer_multiplier(tf: torch.Tensor, rel: torch.Tensor) -> torch.Tensor:
@@ -111,59 +165,83 @@ def capacities(dims: torch.Tensor, strides: torch.Tensor, temporal: torch.Tensor
 
 def _input_fills(dims: torch.Tensor, strides: torch.Tensor, temporal: torch.Tensor,
                  spatial: torch.Tensor, rank: torch.Tensor) -> torch.Tensor:
-    """Scratchpad input fills from DRAM with sliding-window (halo) reuse (rule 4, spec §4.2)."""
+    """Scratchpad input fills from DRAM, as Timeloop's delta analysis counts them (rule 4).
+
+    The input tile is a box in (n, c, h, w) with extents N_t, C_t, (P_t-1)*Wstride + R_t and
+    (Q_t-1)*Hstride + S_t (P_t etc. = factors of levels 0..2). Timeloop runs iterations 0 and 1
+    of every DRAM loop and weighs iteration 1 by (factor - 1); the steps between consecutive
+    boxes form a binary counter: advancing loop j (index 0 -> 1) resets every existing loop
+    inside it (1 -> 0), so the box moves by t_j = step_j - sum of the inner loops' steps.
+    The innermost loop m always fetches the box minus its overlap with the previous one. Any
+    other step fetches the same delta if t_j == t_m, and the whole box otherwise (its offset
+    differs from the last recorded one, so Timeloop discards the residue). Summing with the
+    weights (f_j - 1) * prod(factors outside j) gives the closed form below.
+    """
     gt = g(temporal)
     gs = g(spatial)
     t3 = temporal[:, 3]
+    exists = t3 > 1
     ws, hs = strides[:, 0], strides[:, 1]
-    cn = (gt[:, :3, C] * gs[:, :3, C] * gt[:, :3, N] * gs[:, :3, N]).prod(dim=-1)
-    inner = gt[:, :3].prod(dim=1)  # [B, 7], includes the registers
+    # [B, 7] extents inside DRAM. Spatial P/Q/R/S never occur on Gemmini (only C and K fan
+    # out); were they allowed, they would widen the box here.
+    inner = (gt[:, :3] * gs[:, :3]).prod(dim=1)
+    in_r, in_s, in_p, in_q = inner[:, R], inner[:, S], inner[:, P], inner[:, Q]
+    extent = torch.stack([inner[:, N], inner[:, C], (in_q - 1) * hs + in_s,
+                          (in_p - 1) * ws + in_r], dim=-1)  # (n, c, h, w)
+    zero = torch.zeros_like(in_r)
+    step = torch.stack([  # one DRAM iteration of each dim moves the box by this, R..N order
+        torch.stack([zero, zero, zero, in_r], -1),
+        torch.stack([zero, zero, in_s, zero], -1),
+        torch.stack([zero, zero, zero, in_p * ws], -1),
+        torch.stack([zero, zero, in_q * hs, zero], -1),
+        torch.stack([zero, inner[:, C], zero, zero], -1),
+        torch.zeros_like(extent),
+        torch.stack([inner[:, N], zero, zero, zero], -1)], dim=1)  # [B, 7, 4]
 
     # DRAM loops innermost first; loops with factor <= 1 do not exist and go outermost.
-    eff_key = rank[:, 3] + 7 * (t3 <= 1).to(rank.dtype)
-    order = torch.argsort(eff_key, dim=-1)
-    ord0, ord1 = order[:, 0], order[:, 1]
-    pqrs = torch.tensor([P, Q, R, S], device=dims.device)
-    iid0 = pqrs[torch.argmin(eff_key[:, pqrs], dim=-1)]
-
-    # An innermost R (S) loop is absorbed into the tile's filter window.
-    in_p, in_q = inner[:, P], inner[:, Q]
-    in_r = inner[:, R] * torch.where(ord0 == R, g(t3[:, R]), 1.0)
-    in_s = inner[:, S] * torch.where(ord0 == S, g(t3[:, S]), 1.0)
-    pair = ((ord0 == R) & (ord1 == P)) | ((ord0 == S) & (ord1 == Q))
-    iid = torch.where(pair, ord1, iid0)
-    at_fpos = torch.where(pair, ord1, ord0)
-    t_iid = t3.gather(1, iid.unsqueeze(1)).squeeze(1)
-    has_f = (at_fpos == iid) & (t_iid > 1)
-    f_iters = torch.where(has_f, t_iid, 1.0)
-
-    # Outer multiplier over the DRAM loops, with the window loop(s) taken out.
-    tf = t3.gather(1, order)
-    rel = torch.tensor(_REL_I, dtype=torch.bool, device=dims.device)[order]
-    pos = torch.arange(7, device=dims.device).expand_as(tf)
-    fpos = pair.long().unsqueeze(1)
-    f_loop = (pos == fpos) & has_f.unsqueeze(1)
-    skip = f_loop | ((pos == 0) & pair.unsqueeze(1))
-    seen = torch.cummax((((tf > 1) & rel) | f_loop).to(torch.int8), dim=-1).values.bool()
-    m_i = torch.where(seen & ~skip, g(tf), 1.0).prod(dim=-1)
-
-    def window_end(in_rs: torch.Tensor, in_pq: torch.Tensor, stride: torch.Tensor) -> torch.Tensor:
-        fpos1 = torch.where(in_pq <= 1, in_rs,
-                            torch.where(in_pq <= in_rs, in_rs - 1, torch.maximum(stride, in_rs)))
-        return torch.where(in_rs <= 1, 1.0, torch.where(pair, fpos1, stride))
-
-    width = (in_p - 1) * ws + in_r
-    height = (in_q - 1) * hs + in_s
-    iters_p = ((in_p - 1) * ws + window_end(in_r, in_p, ws)) * height
-    iters_q = width * ((in_q - 1) * hs + window_end(in_s, in_q, hs))
-    iters = torch.where(iid == P, iters_p, torch.where(iid == Q, iters_q, torch.zeros_like(ws)))
-    return cn * m_i * (iters * (f_iters - 1) + width * height)
+    order = torch.argsort(rank[:, 3] + 7 * (~exists).to(rank.dtype), dim=-1)
+    live = exists.gather(1, order)
+    step = step.gather(1, order.unsqueeze(-1).expand(-1, -1, 4)) * live.unsqueeze(-1)
+    factor = torch.where(live, g(t3).gather(1, order), 1.0)
+    move = step - (torch.cumsum(step, dim=1) - step)  # t_j
+    outside = torch.flip(torch.cumprod(torch.flip(factor, [1]), dim=1), [1]) / factor
+    weight = (factor - 1) * outside  # number of times loop j advances
+    halo = (move == move[:, :1]).all(dim=-1)  # steps that keep the innermost loop's offset
+    box = extent.prod(dim=-1)
+    delta = box - torch.clamp(extent - move[:, 0].abs(), min=0).prod(dim=-1)
+    return box * (1 + (weight * ~halo).sum(dim=1)) + delta * (weight * halo).sum(dim=1)
 
 
-def accesses(dims: torch.Tensor, strides: torch.Tensor, temporal: torch.Tensor,
-             spatial: torch.Tensor, rank: torch.Tensor,
-             caps: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-    """Per-level access counts [B, 5]: MACs, registers, accumulator, scratchpad, DRAM."""
+@dataclass
+class Actions:
+    """Per-action access counts of a batch (all [B]); Timeloop rounds and bounds per action."""
+
+    mac: torch.Tensor
+    out: torch.Tensor  # P*Q*K*N: the first read of each output is elided
+    csp: torch.Tensor
+    ksp: torch.Tensor
+    w_w0: torch.Tensor  # weight fills of the registers = scratchpad weight reads
+    w_o1: torch.Tensor  # accumulator output fills = DRAM output updates
+    w_w2: torch.Tensor  # scratchpad weight fills = DRAM weight reads
+    w_i2: torch.Tensor  # scratchpad input fills = DRAM input reads
+
+    def totals(self) -> torch.Tensor:
+        """Per-level access counts [B, 5] in ACCESS_NAMES order (spec §4.3)."""
+        mac, out = self.mac, self.out
+        acc = torch.stack([
+            mac,
+            mac + self.w_w0,
+            2 * mac / self.csp - out + self.w_o1,
+            self.w_w0 + self.w_w2 + mac / self.ksp + self.w_i2,
+            self.w_w2 + self.w_i2 + 2 * self.w_o1 - out,
+        ], dim=-1)
+        return torch.clamp(acc, min=1.0)
+
+
+def actions(dims: torch.Tensor, strides: torch.Tensor, temporal: torch.Tensor,
+            spatial: torch.Tensor, rank: torch.Tensor,
+            caps: dict[str, torch.Tensor] | None = None) -> Actions:
+    """The fill counts of rules 3-4 and the MAC count of rule 5."""
     if caps is None:
         caps = capacities(dims, strides, temporal, spatial)
     # dims innermost first per level: the inverse permutation of the ranks (no sort needed)
@@ -177,45 +255,68 @@ def accesses(dims: torch.Tensor, strides: torch.Tensor, temporal: torch.Tensor,
 
     rw, ro = rel_seq(_REL_W), rel_seq(_REL_O)
     b = dims.shape[0]
-    w_w0 = (_outer_multiplier(tf[:, 1:].reshape(b, -1), rw[:, 1:].reshape(b, -1))
-            * gs[:, 1:].flatten(1).prod(dim=1))
-    w_o1 = caps["o1"] * (_outer_multiplier(tf[:, 2:].reshape(b, -1), ro[:, 2:].reshape(b, -1))
-                         * gs[:, 2:].flatten(1).prod(dim=1))
-    w_w2 = caps["w2"] * _outer_multiplier(tf[:, 3], rw[:, 3])
-    w_i2 = _input_fills(dims, strides, temporal, spatial, rank)
-
-    mac = dims.prod(dim=-1)
-    out = dims[:, P] * dims[:, Q] * dims[:, K] * dims[:, N]
-    csp, ksp = gs[:, 1, C], gs[:, 2, K]
-    acc = torch.stack([
-        mac,
-        mac + w_w0,
-        2 * mac / csp - out + w_o1,
-        w_w0 + w_w2 + mac / ksp + w_i2,
-        w_w2 + w_i2 + 2 * w_o1 - out,
-    ], dim=-1)
-    return torch.clamp(acc, min=1.0)
+    return Actions(
+        mac=dims.prod(dim=-1),
+        out=dims[:, P] * dims[:, Q] * dims[:, K] * dims[:, N],
+        csp=gs[:, 1, C],
+        ksp=gs[:, 2, K],
+        w_w0=(_outer_multiplier(tf[:, 1:].reshape(b, -1), rw[:, 1:].reshape(b, -1))
+              * gs[:, 1:].flatten(1).prod(dim=1)),
+        w_o1=caps["o1"] * (_outer_multiplier(tf[:, 2:].reshape(b, -1), ro[:, 2:].reshape(b, -1))
+                           * gs[:, 2:].flatten(1).prod(dim=1)),
+        w_w2=caps["w2"] * _outer_multiplier(tf[:, 3], rw[:, 3]),
+        w_i2=_input_fills(dims, strides, temporal, spatial, rank),
+    )
 
 
-def latency_bounds(acc: torch.Tensor, spatial: torch.Tensor, hw: torch.Tensor) -> torch.Tensor:
-    """The five throughput bounds [B, 5] in cycles (rule 6); latency is their max."""
-    csp, ksp = g(spatial[:, 1, C]), g(spatial[:, 2, K])
+def accesses(dims: torch.Tensor, strides: torch.Tensor, temporal: torch.Tensor,
+             spatial: torch.Tensor, rank: torch.Tensor,
+             caps: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    """Per-level access counts [B, 5]: MACs, registers, accumulator, scratchpad, DRAM."""
+    return actions(dims, strides, temporal, spatial, rank, caps).totals()
+
+
+def _level_cycles(compute: torch.Tensor, reads: list[torch.Tensor], writes: list[torch.Tensor],
+                  bandwidth: torch.Tensor | float) -> torch.Tensor:
+    """One level's cycles in Timeloop's float arithmetic (rule 6); tensors in W, I, O order."""
+    demand = sum(r / compute for r in reads) + sum(w / compute for w in writes)
+    return _exact((sum(reads) + sum(writes)) / bandwidth,
+                  torch.ceil(compute / (bandwidth / demand)))
+
+
+def latency_bounds(act: Actions, hw: torch.Tensor) -> torch.Tensor:
+    """Compute cycles and the level bounds [B, 4] in BOUND_NAMES order (rule 6)."""
+    compute = act.mac / (act.csp * act.ksp)
+    per_column = act.mac / act.csp / act.ksp
+    out_reads, w_o1 = _count(act.w_o1 - act.out), _count(act.w_o1)
     return torch.stack([
-        acc[:, 0] / (csp * ksp),
-        acc[:, 1] / H.BW_REGISTERS,
-        acc[:, 2] / (H.BW_ACC_PER_COLUMN * ksp),
-        acc[:, 3] / (H.BW_SP_PER_PE_DIM * hw[:, 0]),
-        acc[:, 4] / H.BW_DRAM,
+        compute,
+        _level_cycles(compute, [_count(per_column - act.out / act.ksp)],
+                      [per_column + w_o1 / act.ksp], H.BW_ACC_PER_COLUMN),
+        _level_cycles(compute, [_count(act.w_w0), act.mac / act.ksp],
+                      [_count(act.w_w2), _count(act.w_i2)], H.BW_SP_PER_PE_DIM * hw[:, 0]),
+        _level_cycles(compute, [_count(act.w_w2), _count(act.w_i2), out_reads], [w_o1],
+                      H.BW_DRAM),
     ], dim=-1)
 
 
-def energy_uj(acc: torch.Tensor, hw: torch.Tensor) -> torch.Tensor:
-    """Energy in µJ (rule 7)."""
+def energy_uj(act: Actions, hw: torch.Tensor) -> torch.Tensor:
+    """Energy in µJ (rule 7), with pat's energies for the buffer sizes Timeloop instantiates."""
     pe, sp_kb, acc_kb = hw[:, 0], hw[:, 1], hw[:, 2]
-    pj = (H.E_MAC * acc[:, 0] + H.E_REG * acc[:, 1]
-          + (H.E_ACC_BASE + H.E_ACC_PER_BANK_KB * acc_kb / pe) * acc[:, 2]
-          + (H.E_SP_BASE + H.E_SP_PER_KB * sp_kb) * acc[:, 3]
-          + H.E_DRAM * acc[:, 4])
+    # Timeloop's buffers hold whole rows, depths as in Hardware.to_arch_columns.
+    sp_depth = sp_kb * 1024 / (pe * H.SP_WORD_BYTES)
+    acc_depth = acc_kb * 1024 / (H.ACC_WORD_BYTES * pe)
+    sp_size = _exact(sp_depth, torch.ceil(sp_depth)) * (pe * H.SP_WORD_BYTES / 1024)
+    acc_bank = _exact(acc_depth, torch.ceil(acc_depth)) * (H.ACC_WORD_BYTES / 1024)
+    totals = act.totals()
+    sp = sum(_ceil_to(_count(n), pe)
+             for n in (act.w_w0, act.w_w2, act.mac / act.ksp, act.w_i2))
+    dram = sum(_ceil_to(_count(n), H.DRAM_BLOCK_WORDS)
+               for n in (act.w_w2, act.w_i2, act.w_o1 - act.out, act.w_o1))
+    pj = (H.E_MAC * totals[:, 0] + H.E_REG * totals[:, 1]
+          + H.sram_energy_per_word(acc_bank, 8 * H.ACC_WORD_BYTES) * totals[:, 2]
+          + H.sram_energy_per_word(sp_size, 8 * H.SP_WORD_BYTES) * sp
+          + H.E_DRAM * dram)
     return pj * 1e-6
 
 
@@ -229,12 +330,12 @@ def evaluate(dims: torch.Tensor, strides: torch.Tensor, temporal: torch.Tensor,
     """
     if caps is None:
         caps = capacities(dims, strides, temporal, spatial)
-    acc = accesses(dims, strides, temporal, spatial, rank, caps)
-    bounds = latency_bounds(acc, spatial, hw)
+    act = actions(dims, strides, temporal, spatial, rank, caps)
+    bounds = latency_bounds(act, hw)
     return ModelOutput(
         cycles=bounds.amax(dim=-1),
-        energy_uj=energy_uj(acc, hw),
-        accesses=acc,
+        energy_uj=energy_uj(act, hw),
+        accesses=act.totals(),
         acc_words=caps["o1"],
         sp_words=caps["w2"] + caps["i2"],
         max_spatial=caps["max_spatial"],

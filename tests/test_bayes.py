@@ -210,3 +210,17 @@ def test_bo_rejects_bad_seed(seed: object) -> None:
     for fn in (bayes_search, bayes_flat_search):
         with pytest.raises(ValueError, match=r"^seed must be an integer in \[0, 4294967295\]"):
             fn(NET, seed, num_hw=1, initial_hw=1)  # type: ignore[arg-type]
+
+
+def test_bayes_flat_proposes_only_hardware_its_mapper_can_fill() -> None:
+    """On tiny scratchpads the heuristic's one-word tile (Csp x Ksp weights) overflows: such
+    points are never proposed (they used to crash the run), and an all-unusable box is refused."""
+    from dosa.search.starts import heuristic_fits
+
+    res = bayes_flat_search(NET, 0, num_hw=6, initial_hw=3, max_pe_dim=64, max_sp_kb=2.0)
+    tried = [Hardware(int(h["pe_dim"]), h["sp_kb"], h["acc_kb"])
+             for h in res.extra["hardware_tried"]]
+    assert all(heuristic_fits(NET, hw) for hw in tried)
+    assert not heuristic_fits(NET, Hardware(64, 1.0, 64.0))
+    with pytest.raises(ValueError, match="heuristic mapper"):
+        bayes_flat_search(NET, 0, num_hw=2, initial_hw=1, pe_dim=64, max_sp_kb=1.0)

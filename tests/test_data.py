@@ -404,3 +404,27 @@ def test_real_timeloop(real_data: None) -> None:
     df = load_timeloop_dataset()
     assert df.shape == (72700, 39)
     require_columns(df, ["target.cycle", "target.energy", "mapping.mapping"], "timeloop")
+
+
+def test_timeloop_vectors_location_and_refusals(tmp_path, monkeypatch) -> None:
+    """DOSA_VECTORS_DIR wins; otherwise timeloop-vectors beside DOSA_DATA_DIR; a clear error
+    naming both variables when absent; unknown names list the allowed ones."""
+    monkeypatch.delenv(data.VECTORS_DIR_ENV, raising=False)
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path / "dosa-data"))
+    assert data.vectors_dir() is None
+    with pytest.raises(data.DataUnavailableError, match="DOSA_VECTORS_DIR"):
+        data.load_timeloop_vectors("targeted")
+    with pytest.raises(data.UnknownDataFileError, match="search_designs, targeted"):
+        data.load_timeloop_vectors("other")
+    beside = tmp_path / "timeloop-vectors"
+    beside.mkdir()
+    (beside / "search_designs.csv").write_text(
+        "R,S,P,Q,C,K,N,Wstride,Hstride,pe_dim,sp_kb,acc_kb,mapping,timeloop_cycles,"
+        "timeloop_energy_uj\n1,1,4,1,2,2,1,1,1,2,1,1,"
+        "L3[WIO] P4 - L2[WI] N1 K2X - L1[O] N1 C2X - L0[W] N1,10,0.5\n")
+    assert data.vectors_dir() == beside
+    frame = data.load_timeloop_vectors("search_designs")
+    assert frame["arch.pe"].tolist() == [4] and frame["timeloop_valid"].tolist() == [True]
+    assert frame["target.cycle"].tolist() == [10] and frame["feature"].tolist() == ["search_design"]
+    monkeypatch.setenv(data.VECTORS_DIR_ENV, str(tmp_path / "elsewhere"))
+    assert data.vectors_dir() == tmp_path / "elsewhere"

@@ -163,11 +163,16 @@ class HardwareSpace:
 
     AXES = ("log2_pe_dim", "log2_sp_kb", "log2_acc_kb")
 
-    def __init__(self, bounds: HardwareBounds) -> None:
+    def __init__(self, bounds: HardwareBounds,
+                 usable: Callable[[Hardware], bool] | None = None) -> None:
         self.bounds = bounds
+        points = [hw for hw in bounds.require_candidates() if usable is None or usable(hw)]
+        if not points:
+            raise ValueError(f"no hardware inside the bounds ({bounds}) can run the network "
+                             "with the heuristic mapper")
         coords = np.array([[0 if bounds.pe_dim is not None else round(math.log2(hw.pe_dim)),
                             round(math.log2(hw.sp_kb)), round(math.log2(hw.acc_kb))]
-                           for hw in bounds.require_candidates()], dtype=np.int64)
+                           for hw in points], dtype=np.int64)
         low, high = coords.min(axis=0), coords.max(axis=0)
         self._searched = [a for a in range(3) if high[a] > low[a]]
         self._base = coords[0]
@@ -192,7 +197,8 @@ class HardwareSpace:
 def _hardware_bo(network: Network, seed: int, *, num_hw: int, initial_hw: int,
                  bounds: HardwareBounds, acq_func: str, progress: bool, desc: str,
                  samples_per_hw: int,
-                 evaluate_hw: Callable[[Hardware], tuple[list[Mapping], float, int]]
+                 evaluate_hw: Callable[[Hardware], tuple[list[Mapping], float, int]],
+                 usable: Callable[[Hardware], bool] | None = None
                  ) -> tuple[Hardware, list[Mapping], int, Trajectory, list[dict[str, Any]]]:
     """The outer skopt loop shared by both BO variants: minimise log network EDP over hw.
 
@@ -200,13 +206,14 @@ def _hardware_bo(network: Network, seed: int, *, num_hw: int, initial_hw: int,
     fit instead of three and the acquisition evaluated on 1000 random points instead of 10000:
     the grid has at most 7 x 12 x 12 = 1008 points, and the defaults cost 3x more time. Only
     hardware inside ``bounds`` is proposed (:class:`HardwareSpace`); when a single grid point
-    is feasible there is nothing to optimise and every proposal is that point.
+    is feasible there is nothing to optimise and every proposal is that point. ``usable``
+    further restricts the proposals (bo-flat: hardware its heuristic mapper can fill).
     """
     positive_int("num_hw", num_hw)
     positive_int("initial_hw", initial_hw)
     if acq_func not in ACQ_FUNCS:
         raise ValueError(f"acq_func must be one of {ACQ_FUNCS}, got {acq_func!r}")
-    space = HardwareSpace(bounds)  # raises before any work when no hardware fits
+    space = HardwareSpace(bounds, usable)  # raises before any work when no hardware fits
     opt: Optimizer | None = None
     if space.dimensions:
         gp = cook_estimator("GP", space=space.dimensions, random_state=seed,
@@ -306,7 +313,7 @@ def bayes_flat_search(network: Network | str, seed: int, *, num_hw: int = 100,
     deterministic. ``checkpoint_dir`` is unused.
     """
     from dosa.evaluation import score_network
-    from dosa.search.starts import heuristic_mappings
+    from dosa.search.starts import heuristic_fits, heuristic_mappings
 
     seed = check_seed(seed)
     network = as_network(network)
@@ -322,7 +329,7 @@ def bayes_flat_search(network: Network | str, seed: int, *, num_hw: int = 100,
     hw, mappings, evals, traj, history = _hardware_bo(
         network, seed, num_hw=num_hw, initial_hw=initial_hw, bounds=bounds, acq_func=acq_func,
         progress=progress, desc=f"bo-flat {network.name}", samples_per_hw=1,
-        evaluate_hw=evaluate_hw)
+        evaluate_hw=evaluate_hw, usable=lambda hw: heuristic_fits(network, hw))
     num_hw, initial_hw = int(num_hw), int(initial_hw)  # validated by _hardware_bo
     config = {"num_hw": num_hw, "initial_hw": initial_hw, **bounds.to_dict(),
               "acq_func": acq_func}

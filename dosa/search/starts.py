@@ -97,6 +97,23 @@ def pick_best_per_layer(network: Network, candidates: list[list[Mapping]],
     return pick_best(samples, cycles, energy)[0], len(cycles)
 
 
+def heuristic_fits(network: Network, hw: Hardware) -> bool:
+    """Whether the heuristic mapper can place every layer on ``hw``: its smallest tile (one
+    word per PE, everything else at DRAM) fits the scratchpad and one accumulator bank."""
+    for layer in network.layers:
+        csp = max(d for d in divisors(layer.C) if d <= hw.pe_dim)
+        ksp = max(d for d in divisors(layer.K) if d <= hw.pe_dim)
+        spatial = np.ones((NUM_LEVELS, NUM_DIMS), dtype=np.int64)
+        spatial[1, C], spatial[2, K] = csp, ksp
+        temporal = np.ones((NUM_LEVELS, NUM_DIMS), dtype=np.int64)
+        temporal[3] = np.array(layer.dims) // (spatial[1] * spatial[2])
+        acc, sp = tile_words(Mapping(temporal, spatial, np.zeros_like(temporal)
+                                     + np.arange(NUM_DIMS)), layer)
+        if acc > hw.acc_words_per_bank or sp > hw.sp_words:
+            return False
+    return True
+
+
 def heuristic_mappings(network: Network, hw: Hardware) -> list[Mapping]:
     """One valid mapping per layer that fits ``hw``, from the constructive Gemmini mapper."""
     best, _ = pick_best_per_layer(network, [heuristic_candidates(lay, hw)

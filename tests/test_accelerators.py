@@ -1,0 +1,171 @@
+"""Fig. 8 accelerators: Timeloop's worked examples exactly, Gemmini default = the Gemmini-TL
+model, the original's mapper (legal mappings, random-pruned groups), refusals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dosa import accelerators as A
+from dosa.hardware import Hardware
+from dosa.mapping import Mapping, MappingError, parse_mapping, stack_mappings
+from dosa.model import evaluate
+from dosa.workload import Layer, Network
+
+F64 = torch.float64
+LAYER = Layer(name="res2_conv", R=3, S=3, P=56, Q=56, C=64, K=64, N=1)
+
+# fig8-architectures.md §5: the real tool's mapping (our string format), cycles, energy (µJ) and
+# per level (utilised instances, reads, fills, updates per instance, energy pJ) in the order
+# registers, accumulator, buffer weights, buffer inputs, DRAM weights, inputs, outputs.
+WORKED = {
+    "gemmini_default": (
+        "L3[WIO] Q7 K4 - L2[WI] N1 K16X - L1[O] Q8 C4 S3 R3 C16X - L0[W] P56",
+        451_584, 261.4529, 6.483157e7,
+        [(256, 451584, 8064, 0, 5.735957e7), (16, 439040, 12544, 451584, 3.107987e7),
+         (1, 2064384, 258048, 0, 8601168), (1, 7225344, 259840, 0, 2.772151e7),
+         (1, 258048, 0, 0, 2.58048e7), (1, 259840, 0, 0, 2.5984e7), (1, 0, 0, 200704, 2.00704e7)]),
+    "nvdla_small": (
+        "L3[WIO] Q7 - L2[WI] K8 C8 K8X - L1[O] S3 R3 C8X - L0[W] Q8 P56",
+        1_806_336, 473.7057, 2.543726e8,
+        [(64, 1806336, 4032, 0, 5.647905e7), (8, 1781248, 25088, 1806336, 6.215974e7),
+         (1, 258048, 36864, 0, 1092212), (1, 14450688, 215296, 0, 5.431573e7),
+         (1, 36864, 0, 0, 3686400), (1, 215296, 0, 0, 2.15296e7), (1, 0, 0, 200704, 2.00704e7)]),
+    "nvdla_large": (
+        "L3[WIO] N1 - L2[WI] Q14 K4 K16X - L1[O] S3 R3 C64X - L0[W] Q4 P56",
+        112_896, 270.2041, 1.156055e8,
+        [(1024, 112896, 504, 0, 1780209), (16, 100352, 12544, 112896, 803320.3),
+         (1, 516096, 36864, 0, 7382989), (1, 7225344, 215296, 0, 9.934563e7),
+         (1, 36864, 0, 0, 3686400), (1, 215296, 0, 0, 2.15296e7), (1, 0, 0, 200704, 2.00704e7)]),
+}
+
+
+def _tensors(layer: Layer, mappings: list[Mapping]) -> tuple[torch.Tensor, ...]:
+    n = len(mappings)
+    dims = torch.tensor([layer.dims] * n, dtype=F64)
+    strides = torch.tensor([layer.strides] * n, dtype=F64)
+    return (dims, strides, *stack_mappings(mappings))
+
+
+@pytest.mark.parametrize("name", sorted(WORKED))
+def test_worked_example_matches_the_real_tool(name: str) -> None:
+    mapping, cycles, energy, mac_pj, levels = WORKED[name]
+    arch = A.load_accelerator(name)
+    args = _tensors(LAYER, [parse_mapping(mapping)])
+    out = A.evaluate_accelerator(arch, *args)
+    assert bool(out.valid[0])
+    assert out.cycles.item() == cycles
+    assert out.energy_uj.item() == pytest.approx(energy, rel=1e-6)
+    counts = A._level_counts(A.actions(*args))
+    got = []  # (instances, reads, fills, updates) per (level, tensor) as Timeloop prints them
+    (reg_reads, reg_fills), pes = counts["registers"]
+    got.append((pes, reg_reads, reg_fills, 0))
+    (acc_reads, acc_fills, acc_updates), ksp = counts["accumulator"]
+    got.append((ksp, acc_reads, acc_fills, acc_updates))
+    w_reads, w_fills, i_reads, i_fills = counts["buffer"][0]
+    got += [(1, w_reads, w_fills, 0), (1, i_reads, i_fills, 0)]
+    dw, di, o_reads, o_updates = counts["dram"][0]
+    got += [(1, dw, 0, 0), (1, di, 0, 0), (1, o_reads, 0, o_updates)]
+    for (inst, reads, fills, updates, _), row in zip(levels, got, strict=True):
+        assert [float(x) for x in row] == [inst, reads, fills, updates]
+    pj = out.level_pj[0].tolist()
+    assert pj[0] == pytest.approx(mac_pj, rel=1e-6)
+    assert pj[1] == pytest.approx(levels[0][4], rel=1e-6)
+    assert pj[2] == pytest.approx(levels[1][4], rel=1e-6)
+    assert pj[3] == pytest.approx(levels[2][4] + levels[3][4], rel=1e-6)
+    assert pj[4] == pytest.approx(sum(lv[4] for lv in levels[4:]), rel=1e-6)
+
+
+def test_per_scalar_energies_are_pats_with_clusters() -> None:
+    """§5's table: what the pinned Timeloop charges per scalar access at full utilisation."""
+    small, large = A.load_accelerator("nvdla_small"), A.load_accelerator("nvdla_large")
+    assert small.registers.vector_pj == pytest.approx(0.4874617, abs=1e-7)
+    assert small.accumulator.vector_pj / 16 == pytest.approx(2.150754, abs=1e-6)
+    assert small.buffer.vector_pj == pytest.approx(3.703518, abs=1e-6)
+    # clusters divide twice at full utilisation: by the cluster size, then by the instances
+    # of a cluster
+    assert large.registers.vector_pj / 64 / 64 == pytest.approx(0.01533056, rel=1e-6)
+    assert large.accumulator.vector_pj / 16 / 16 == pytest.approx(0.2223618, rel=1e-6)
+    assert large.buffer.vector_pj == pytest.approx(13.35176, rel=1e-6)
+    assert small.dram.vector_pj / 64 == 100.0
+
+
+def test_gemmini_default_is_the_gemmini_tl_model() -> None:
+    """One implementation: the Fig. 8 Gemmini default scores as Hardware(16, 128, 32)."""
+    arch = A.load_accelerator("gemmini_default")
+    t, s, r = A.random_mappings(arch, LAYER, 300, np.random.default_rng(3))
+    args = (torch.tensor([LAYER.dims] * 300, dtype=F64),
+            torch.tensor([LAYER.strides] * 300, dtype=F64),
+            torch.from_numpy(t.astype(np.float64)), torch.from_numpy(s.astype(np.float64)),
+            torch.from_numpy(r))
+    ours = A.evaluate_accelerator(arch, *args)
+    tl = evaluate(*args, torch.tensor([[16.0, 128.0, 32.0]] * 300, dtype=F64))
+    assert torch.equal(ours.cycles, tl.cycles)
+    assert torch.allclose(ours.energy_uj, tl.energy_uj, rtol=1e-12)
+    for m in (Mapping(t[i], s[i], r[i]) for i in range(0, 300, 37)):
+        m.check(LAYER, Hardware(16, 128.0, 32.0))
+
+
+@pytest.mark.parametrize("name", A.ACCELERATORS)
+def test_random_mapper_draws_legal_mappings_of_the_mapspace(name: str) -> None:
+    arch = A.load_accelerator(name)
+    layer = Layer(name="c", R=3, S=3, P=28, Q=28, C=128, K=128, N=1)
+    t, s, r = A.random_mappings(arch, layer, 160, np.random.default_rng(0))
+    assert t.shape == (160, 4, 7)
+    args = _tensors(layer, [Mapping(t[i], s[i], r[i]) for i in range(160)])
+    assert bool(A.evaluate_accelerator(arch, *args).valid.all())
+    if arch.mapper == "random-pruned":
+        assert (t[:, 1, :2] == 3).all()  # R, S entirely at the accumulator level (NVDLA)
+        groups = t.reshape(10, 16, 4, 7)  # 16 loop orders per factorisation
+        assert (groups == groups[:, :1]).all()
+        assert len({tuple(x.ravel()) for x in t}) == 10
+    else:
+        assert len({tuple(x.ravel()) for x in t}) > 100
+
+
+def test_score_design_refuses_illegal_mappings_and_aggregates_as_the_original() -> None:
+    arch = A.load_accelerator("nvdla_small")
+    net = Network("two", (LAYER, Layer(name="fc", R=1, S=1, P=1, Q=1, C=64, K=64, N=1,
+                                       count=3)))
+    good = parse_mapping(WORKED["nvdla_small"][0])
+    fc = parse_mapping("L3[WIO] C8 - L2[WI] K8 K8X - L1[O] N1 C8X - L0[W] N1")
+    cycles, energy, edp = A.score_design(arch, net, [good, fc])
+    assert cycles[0] == 1_806_336
+    assert edp == pytest.approx((cycles[0] + 3 * cycles[1]) * (energy[0] + 3 * energy[1]))
+    too_wide = parse_mapping("L3[WIO] Q7 - L2[WI] K8 C4 K8X - L1[O] S3 R3 C16X - L0[W] Q8 P56")
+    with pytest.raises(MappingError, match="spatial C above the 8 PE rows"):
+        A.score_design(arch, net, [too_wide, fc])
+    split_r = parse_mapping("L3[WIO] Q7 R3 - L2[WI] K8 C8 K8X - L1[O] S3 C8X - L0[W] Q8 P56")
+    with pytest.raises(MappingError, match="filter loop not entirely"):
+        A.score_design(arch, net, [split_r, fc])
+    with pytest.raises(ValueError, match="allowed: nvdla_small, nvdla_large, gemmini_default"):
+        A.load_accelerator("eyeriss")
+
+
+def test_best_network_design_is_deterministic_and_the_least_edp() -> None:
+    arch = A.load_accelerator("nvdla_large")
+    net = Network("one", (Layer(name="c", R=1, S=1, P=14, Q=14, C=256, K=64, N=1),))
+    a = A.best_network_design(arch, net, 320, seed=5)
+    b = A.best_network_design(arch, net, 320, seed=5)
+    assert a.edp == b.edp and a.mappings == b.mappings
+    t, s, r = A.random_mappings(arch, net.layers[0], 320, np.random.default_rng(5))
+    out = A.evaluate_accelerator(arch, *_tensors(net.layers[0], [
+        Mapping(t[i], s[i], r[i]) for i in range(320)]))
+    assert a.edp == pytest.approx(float((out.cycles * out.energy_uj).min()), rel=1e-12)
+
+
+def test_descriptions_and_mapper_arguments_are_validated() -> None:
+    arch = A.load_accelerator("nvdla_small")
+    with pytest.raises(ValueError, match="n must be"):
+        A.random_mappings(arch, LAYER, 0, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="n must be"):
+        A.best_network_design(arch, Network("one", (LAYER,)), -5, seed=0)
+    with pytest.raises(ValueError, match=r"accumulator has unknown field\(s\) \['depth'\]"):
+        A._storage({"name": "Acc", "word_bits": 32, "block": 1, "depth": 4}, "accumulator", "x")
+    with pytest.raises(ValueError, match="entries .* must be a multiple of its block"):
+        A._storage({"name": "Acc", "word_bits": 32, "block": 16, "entries": 100}, "accumulator",
+                   "x")
+    with pytest.raises(ValueError, match="cluster .* must divide"):
+        A._storage({"name": "R", "word_bits": 8, "block": 1, "entries": 1, "cluster": 3,
+                    "instances": 64}, "registers", "x")
