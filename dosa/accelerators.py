@@ -17,8 +17,31 @@ on top of the counts is Timeloop's (fig8-architectures.md §5):
 * latency = the largest of the compute cycles and each bandwidth-limited level's bound in
   Timeloop's float arithmetic (:mod:`dosa.model` rule 6); a level without bandwidth never binds.
 
-Eyeriss (row stationary: three single-tensor register files, a size-0 fan-out level, input
-multicast along diagonals) does not share this topology and is not modelled yet.
+Eyeriss-256 (row stationary, ``dosa/architectures/eyeriss.yaml``, fig8-architectures.md §1) has
+its own topology and model (:func:`eyeriss_counts`, :func:`evaluate_eyeriss`): PsumRegFile (O),
+WeightRegFile (W), InputRegFile (I) per PE, a DummyBuffer that keeps nothing, the GlobalBuffer
+(I, O; block 4) and DRAM; spatial Y (S whole, C, K) below the DummyBuffers and X (Q, K) below
+the GlobalBuffer. Per PE and level: tiles are the loops at and below the level; a tile is
+refetched as in :mod:`dosa.model` rule 3 over the temporal loops above it (fixed mapspace
+orders); input fills use rule 4's delta analysis per PE (InputRegFile, over GLB and DRAM loops)
+and per GlobalBuffer (over DRAM loops). Modelled exactly as on the real tool's worked example
+(every count, cycles, energy to 1e-10):
+
+* multicast only by exact equality: a parent read serves the children that differ only in
+  spatial dims irrelevant to the tensor (inputs: K in X or Y; weights: Q in X). Children whose
+  data merely overlap - the row-stationary diagonals (Q in X, S in Y) - are charged separately;
+* spatial reduction of outputs over the output-irrelevant spatial dims (S, C in Y): GLB updates
+  = PsumRegFile fills x PEs / (S_y C_y); the first read of each output is elided (GLB and DRAM
+  reads = child fills/updates - P*Q*K*N; PsumRegFile reads = updates - its distinct outputs);
+* latency: compute cycles and separate read/write bounds (RFs 2/2 per PE, GLB 16/16) in
+  Timeloop's float arithmetic; DRAM unlimited;
+* energies: pat's per-word energies (RFs, GLB by vector of 4, DRAM 200 pJ per 16-bit word).
+
+Left out: Timeloop's neighbour link transfers (gEnableLinkTransfers; 0 on the worked example,
+not checked elsewhere) and the network/wire energy (0.10 uJ of 868.77 on the worked example;
+the reference 868.6698 excludes it). The random-pruned mapper visits one loop order per
+factorisation because the Eyeriss mapspace fixes every level's order
+(:attr:`Eyeriss.permutations_to_visit`).
 
 The random mapper (:func:`random_mappings`) draws legal mappings of an accelerator's mapspace
 as the original's Timeloop mapper does: factorisations uniform per dim over the ordered
@@ -46,7 +69,17 @@ import yaml
 from dosa.evaluation import layer_tensors
 from dosa.hardware import sram_energy_per_word
 from dosa.mapping import NUM_DIMS, NUM_LEVELS, Mapping, MappingError, order_to_rank
-from dosa.model import Actions, _exact, _level_cycles, actions, capacities
+from dosa.model import (
+    _REL_I,
+    _REL_O,
+    _REL_W,
+    Actions,
+    _exact,
+    _level_cycles,
+    _outer_multiplier,
+    actions,
+    capacities,
+)
 from dosa.search.options import check_seed, positive_int
 from dosa.search.sampler import factor_table
 from dosa.workload import DIMS, Layer, Network
@@ -54,9 +87,10 @@ from dosa.workload import DIMS, Layer, Network
 log = logging.getLogger(__name__)
 
 R, S, P, Q, C, K, N = range(NUM_DIMS)
-#: The modelled accelerators, in the order of the paper's bars.
+#: The accelerators of Gemmini's topology, in the order of the paper's bars (Eyeriss, its own
+#: topology, is ``EYERISS``).
 ACCELERATORS: tuple[str, ...] = ("nvdla_small", "nvdla_large", "gemmini_default")
-#: Paper Fig. 8 Eyeriss values (uJ x cycles), for reference: Eyeriss is not modelled.
+#: Paper Fig. 8 Eyeriss values (uJ x cycles); also ``load_accelerator("eyeriss").paper_edp``.
 EYERISS_PAPER_EDP = {"resnet50": 780976808884.6, "bert": 19719346875.7,
                      "retinanet": 488501424178.5, "unet": 1108363658717171.8}
 LEVELS = ("registers", "accumulator", "buffer", "dram")
@@ -73,6 +107,8 @@ class Storage:
     entries: int | None = None  # words per instance; None = unbounded (DRAM)
     cluster: int = 1
     bandwidth: float | None = None  # shared words/cycle per instance; None = unlimited
+    read_bandwidth: float | None = None  # separate read / write limits (Eyeriss); None = none
+    write_bandwidth: float | None = None
 
     @property
     def vector_pj(self) -> float:
@@ -149,18 +185,22 @@ def _storage(raw: dict[str, Any], level: str, name: str) -> Storage:
     if store.instances % store.cluster:
         raise ValueError(f"architecture {name}: {level}.cluster ({store.cluster}) must divide "
                          f"its instances ({store.instances})")
-    if store.bandwidth is not None and not store.bandwidth > 0:
-        raise ValueError(f"architecture {name}: {level}.bandwidth must be > 0 or absent "
-                         f"(unlimited), got {store.bandwidth!r}")
+    for field in ("bandwidth", "read_bandwidth", "write_bandwidth"):
+        value = getattr(store, field)
+        if value is not None and not value > 0:
+            raise ValueError(f"architecture {name}: {level}.{field} must be > 0 or absent "
+                             f"(unlimited), got {value!r}")
     return store
 
 
 @cache
-def load_accelerator(name: str) -> Accelerator:
+def load_accelerator(name: str) -> Accelerator | Eyeriss:
     """The accelerator described by the package file ``dosa/architectures/<name>.yaml``."""
+    if name == EYERISS:
+        return load_eyeriss()
     if name not in ACCELERATORS:
-        raise ValueError(f"unknown accelerator {name!r}; allowed: {', '.join(ACCELERATORS)} "
-                         "(Eyeriss is not modelled)")
+        raise ValueError(f"unknown accelerator {name!r}; allowed: "
+                         f"{', '.join((*ACCELERATORS, EYERISS))}")
     raw: dict[str, Any] = yaml.safe_load(
         resources.files("dosa").joinpath(f"architectures/{name}.yaml").read_text())
     space = raw["mapspace"]
@@ -277,12 +317,15 @@ def evaluate_accelerator(arch: Accelerator, dims: torch.Tensor, strides: torch.T
                              energy_uj=pj.sum(dim=-1) * 1e-6, level_pj=pj, valid=~bad)
 
 
-def score_design(arch: Accelerator, network: Network, mappings: list[Mapping]
+def score_design(arch: Accelerator | Eyeriss, network: Network, mappings: list[Any]
                  ) -> tuple[np.ndarray, np.ndarray, float]:
-    """(cycles [L], energy µJ [L], network EDP µJ x cycles) of one mapping per layer.
+    """(cycles [L], energy µJ [L], network EDP µJ x cycles) of one mapping per layer
+    (:class:`Mapping`, or :class:`EyerissMapping` on Eyeriss).
 
     Raises MappingError naming the first layer whose mapping is not legal on ``arch``.
     """
+    if isinstance(arch, Eyeriss):
+        return score_eyeriss_design(arch, network, mappings)
     if len(mappings) != len(network.layers):
         raise ValueError(f"{len(mappings)} mappings for {len(network.layers)} layers")
     dims, strides = layer_tensors(network.layers)
@@ -400,9 +443,11 @@ class NetworkDesign:
     edp: float  # (sum count x cycles) x (sum count x energy), µJ x cycles
 
 
-def best_network_design(arch: Accelerator, network: Network, n: int, seed: int
+def best_network_design(arch: Accelerator | Eyeriss, network: Network, n: int, seed: int
                         ) -> NetworkDesign:
     """Per layer the least-EDP of ``n`` valid random mappings (the original's choice)."""
+    if isinstance(arch, Eyeriss):
+        return best_eyeriss_design(arch, network, n, seed)
     positive_int("n", n)
     rng = np.random.default_rng(check_seed(seed))
     best: list[tuple[Mapping, float, float, np.ndarray]] = []
@@ -424,3 +469,452 @@ def best_network_design(arch: Accelerator, network: Network, n: int, seed: int
     return NetworkDesign(arch.name, network.name, [b[0] for b in best], cycles, energy,
                          np.stack([b[3] for b in best]),
                          float((counts * cycles).sum() * (counts * energy).sum()))
+
+
+# ----------------------------------------------------------------------------------------------
+# Eyeriss 256 (row stationary): its own topology
+# ----------------------------------------------------------------------------------------------
+EYERISS = "eyeriss"
+#: Eyeriss's storage levels, innermost first (fig8-architectures.md §1).
+EYERISS_LEVELS = ("PsumRegFile", "WeightRegFile", "InputRegFile", "DummyBuffer", "GlobalBuffer",
+                  "DRAM")
+#: Columns of an Eyeriss ``level_pj``: the MACs and every level but the DummyBuffer (no accesses).
+EYERISS_ENERGY_COLUMNS = ("MACs", "PsumRegFile", "WeightRegFile", "InputRegFile", "GlobalBuffer",
+                          "DRAM")
+PSUM_RF, WEIGHT_RF, INPUT_RF, DUMMY, GLOBAL_BUFFER, E_DRAM = range(6)
+FAN_Y, FAN_X = 0, 1  # spatial fan-outs: Y below the DummyBuffers (to the PEs), X below the GLB
+_REL = {"W": _REL_W, "I": _REL_I, "O": _REL_O}
+
+
+@dataclass(frozen=True)
+class Fanout:
+    """One spatial fan-out: it sits just below the temporal loops of storage level ``level``."""
+
+    level: int
+    axis: str
+    fanout: int
+    loops: tuple[int, ...]
+    full: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Eyeriss:
+    """Eyeriss-256 as the original's Timeloop run sees it (``dosa/architectures/eyeriss.yaml``)."""
+
+    name: str
+    label: str
+    technology: str
+    mac_pj: float
+    macs: int
+    levels: tuple[Storage, ...]  # EYERISS_LEVELS order
+    keeps: tuple[str, ...]  # per level, tensors kept ("O", "W", "I", "", "IO", "WIO")
+    temporal_loops: tuple[tuple[int, ...], ...]
+    temporal_full: tuple[tuple[int, ...], ...]
+    orders: tuple[str, ...]  # per level, innermost first (fixed by the mapspace)
+    fanouts: tuple[Fanout, Fanout]  # FAN_Y, FAN_X
+    mapper: str
+    permutations_per_factorization: int
+    paper_edp: dict[str, float]
+    timeloop_reference: dict[str, float]
+
+    @property
+    def permutations_to_visit(self) -> int:
+        """Loop orders random-pruned evaluates per factorisation: Timeloop visits
+        min(max-permutations-per-if-visit, size of the pruned permutation space), and the
+        Eyeriss mapspace fixes every level's order, so that space has one element."""
+        return min(self.permutations_per_factorization, 1)
+
+
+@dataclass(frozen=True)
+class EyerissMapping:
+    """A mapping of the Eyeriss mapspace: temporal factors [6 levels, 7 dims] and spatial
+    factors [2 fan-outs (Y, X), 7 dims]; the loop orders are the mapspace's fixed ones."""
+
+    temporal: tuple[tuple[int, ...], ...]
+    spatial: tuple[tuple[int, ...], ...]
+
+    @classmethod
+    def from_arrays(cls, temporal: np.ndarray, spatial: np.ndarray) -> EyerissMapping:
+        return cls(tuple(tuple(int(x) for x in row) for row in temporal),
+                   tuple(tuple(int(x) for x in row) for row in spatial))
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.array(self.temporal, dtype=np.int64), np.array(self.spatial, dtype=np.int64)
+
+    def __str__(self) -> str:
+        parts = []
+        for level in reversed(range(len(EYERISS_LEVELS))):
+            loops = [f"{DIMS[d]}{f}" for d, f in enumerate(self.temporal[level]) if f > 1]
+            for fan, axis in ((FAN_X, "X"), (FAN_Y, "Y")):
+                if (GLOBAL_BUFFER if fan == FAN_X else DUMMY) == level:
+                    loops += [f"{DIMS[d]}{f}{axis}" for d, f in enumerate(self.spatial[fan])
+                              if f > 1]
+            parts.append(" ".join([EYERISS_LEVELS[level], *loops]))
+        return " - ".join(parts)
+
+
+@cache
+def load_eyeriss() -> Eyeriss:
+    """Eyeriss-256 from the package file ``dosa/architectures/eyeriss.yaml``."""
+    raw: dict[str, Any] = yaml.safe_load(
+        resources.files("dosa").joinpath(f"architectures/{EYERISS}.yaml").read_text())
+    name = raw["name"]
+    levels, keeps = [], []
+    for lv in raw["levels"]:
+        lv = dict(lv)
+        kept = lv.pop("keeps")
+        if set(kept) - set("WIO"):
+            raise ValueError(f"architecture {name}: {lv['name']}.keeps must name W, I, O")
+        keeps.append("".join(t for t in "WIO" if t in kept))
+        levels.append(_storage(lv, lv["name"], name))
+    if tuple(s.name for s in levels) != EYERISS_LEVELS:
+        raise ValueError(f"architecture {name}: levels must be {EYERISS_LEVELS}")
+    space = raw["mapspace"]
+    temporal = space["temporal"]
+    fanouts = tuple(Fanout(level=int(f["level"]), axis=f["axis"], fanout=int(f["fanout"]),
+                           loops=_dims(f["loops"], "spatial loops", name),
+                           full=_dims(f["full"], "spatial full", name))
+                    for f in space["spatial"])
+    if [f.axis for f in fanouts] != ["Y", "X"]:
+        raise ValueError(f"architecture {name}: spatial fan-outs must be Y then X")
+    if raw["mapper"]["algorithm"] != "random-pruned":
+        raise ValueError(f"architecture {name}: only the random-pruned mapper is modelled")
+    return Eyeriss(
+        name=name, label=raw["label"], technology=raw["technology"],
+        mac_pj=float(raw["mac_pj"]), macs=int(raw["macs"]), levels=tuple(levels),
+        keeps=tuple(keeps),
+        temporal_loops=tuple(_dims(t["loops"], "temporal loops", name) for t in temporal),
+        temporal_full=tuple(_dims(t["full"], "temporal full", name) for t in temporal),
+        orders=tuple(t["order"] for t in temporal), fanouts=fanouts,  # type: ignore[arg-type]
+        mapper=raw["mapper"]["algorithm"],
+        permutations_per_factorization=int(raw["mapper"]["permutations_per_factorization"]),
+        paper_edp={k: float(v) for k, v in raw["paper_edp"].items()},
+        timeloop_reference={k: float(v) for k, v in raw["timeloop_reference"].items()})
+
+
+def _box_fills(extent: torch.Tensor, step: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """Fills of an input box (n, c, h, w) ``extent`` [B, 4] under the loops above it, walked
+    innermost first (``step`` [B, L, 4] per iteration, ``factor`` [B, L]): Timeloop's delta
+    analysis in the closed form of :func:`dosa.model._input_fills` (rule 4) - the innermost
+    existing loop and the loops that move the box by the same offset fetch the new part only,
+    every other step fetches the whole box."""
+    exists = factor > 1
+    order = torch.argsort((~exists).to(torch.int64), dim=-1, stable=True)
+    live = exists.gather(1, order)
+    step = step.gather(1, order.unsqueeze(-1).expand(-1, -1, 4)) * live.unsqueeze(-1)
+    factor = torch.where(live, factor.gather(1, order), 1.0)
+    move = step - (torch.cumsum(step, dim=1) - step)
+    outside = torch.flip(torch.cumprod(torch.flip(factor, [1]), dim=1), [1]) / factor
+    weight = (factor - 1) * outside
+    halo = (move == move[:, :1]).all(dim=-1)
+    box = extent.prod(dim=-1)
+    delta = box - torch.clamp(extent - move[:, 0].abs(), min=0).prod(dim=-1)
+    return box * (1 + (weight * ~halo).sum(dim=1)) + delta * (weight * halo).sum(dim=1)
+
+
+@dataclass
+class EyerissCounts:
+    """Per (level, tensor): utilised instances and per-instance reads, fills, updates [B]."""
+
+    mac: torch.Tensor
+    compute: torch.Tensor  # MACs per utilised PE
+    rows: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]
+    tiles: dict[tuple[int, str], torch.Tensor]  # (level, tensor) -> words per instance
+
+
+def eyeriss_counts(arch: Eyeriss, dims: torch.Tensor, strides: torch.Tensor,
+                   temporal: torch.Tensor, spatial: torch.Tensor) -> EyerissCounts:
+    """Timeloop's per-level access counts of a batch on Eyeriss (see the module docstring).
+
+    ``temporal`` [B, 6, 7] and ``spatial`` [B, 2, 7] factors as :class:`EyerissMapping`.
+    """
+    t, sp = temporal, spatial
+    ws, hs = strides[:, 0], strides[:, 1]
+    mac = dims.prod(dim=-1)
+    out = dims[:, P] * dims[:, Q] * dims[:, K] * dims[:, N]
+    pes = sp.flatten(1).prod(dim=1)
+    compute = mac / pes
+    rel = {x: torch.tensor(r, dtype=torch.bool) for x, r in _REL.items()}
+
+    def spatial_prod(tensor: str, relevant: bool) -> torch.Tensor:
+        """Product of the spatial factors (both fan-outs) of the dims (ir)relevant to it."""
+        mask = rel[tensor] if relevant else ~rel[tensor]
+        return torch.where(mask, sp, 1.0).flatten(1).prod(dim=1)
+
+    def below(level: int) -> torch.Tensor:
+        """[B, 7] extents of a level's tile: its and inner temporal loops, inner fan-outs."""
+        ext = t[:, :level + 1].prod(dim=1)
+        for f, fan in enumerate(arch.fanouts):
+            if fan.level <= level:
+                ext = ext * sp[:, f]
+        return ext
+
+    def tile(level: int, tensor: str) -> torch.Tensor:
+        e = below(level)
+        if tensor == "I":
+            return _input_extent(e).prod(dim=-1)
+        return torch.where(rel[tensor], e, 1.0).prod(dim=-1)
+
+    def _input_extent(e: torch.Tensor) -> torch.Tensor:
+        return torch.stack([e[:, N], e[:, C], (e[:, Q] - 1) * hs + e[:, S],
+                            (e[:, P] - 1) * ws + e[:, R]], dim=-1)
+
+    def loops_above(level: int) -> tuple[torch.Tensor, list[int], list[int]]:
+        """Temporal factors [B, L] above ``level`` innermost first, with their dims, levels."""
+        cols, ds, ls = [], [], []
+        for lv in range(level + 1, len(EYERISS_LEVELS)):
+            for ch in arch.orders[lv]:
+                d = DIMS.index(ch)
+                cols.append(t[:, lv, d])
+                ds.append(d)
+                ls.append(lv)
+        return torch.stack(cols, dim=-1), ds, ls
+
+    def refills(level: int, tensor: str) -> torch.Tensor:
+        tf, ds, _ = loops_above(level)
+        return _outer_multiplier(tf, rel[tensor][ds].expand_as(tf))
+
+    def input_fills(level: int) -> torch.Tensor:
+        tf, ds, ls = loops_above(level)
+        steps = []
+        for d, lv in zip(ds, ls, strict=True):
+            base = t[:, :lv, d].prod(dim=1)
+            for f, fan in enumerate(arch.fanouts):
+                if fan.level <= lv:
+                    base = base * sp[:, f, d]
+            zero = torch.zeros_like(base)
+            n_, c_, h_, w_ = zero, zero, zero, zero
+            if d == R:
+                w_ = base
+            elif d == S:
+                h_ = base
+            elif d == P:
+                w_ = base * ws
+            elif d == Q:
+                h_ = base * hs
+            elif d == C:
+                c_ = base
+            elif d == N:
+                n_ = base
+            steps.append(torch.stack([n_, c_, h_, w_], dim=-1))
+        return _box_fills(_input_extent(below(level)), torch.stack(steps, dim=1), tf)
+
+    zero = torch.zeros_like(mac)
+    one = torch.ones_like(mac)
+    psum_fills = tile(PSUM_RF, "O") * refills(PSUM_RF, "O")
+    weight_fills = tile(WEIGHT_RF, "W") * refills(WEIGHT_RF, "W")
+    input_fills_rf = input_fills(INPUT_RF)
+    glb_i_fills = input_fills(GLOBAL_BUFFER)
+    glb_o_fills = tile(GLOBAL_BUFFER, "O") * refills(GLOBAL_BUFFER, "O")
+    glb_o_updates = psum_fills * pes / spatial_prod("O", relevant=False)  # spatial reduction
+    rows = {
+        ("PsumRegFile", "O"): (pes, compute - out / spatial_prod("O", relevant=True),
+                               psum_fills, compute),
+        ("WeightRegFile", "W"): (pes, compute, weight_fills, zero),
+        ("InputRegFile", "I"): (pes, compute, input_fills_rf, zero),
+        # exact-equality multicast: PEs that differ only in input-irrelevant dims (K)
+        ("GlobalBuffer", "I"): (one, input_fills_rf * pes / spatial_prod("I", relevant=False),
+                                glb_i_fills, zero),
+        ("GlobalBuffer", "O"): (one, torch.clamp(glb_o_updates - out, min=0.0), glb_o_fills,
+                                glb_o_updates),
+        ("DRAM", "W"): (one, weight_fills * pes / spatial_prod("W", relevant=False), zero, zero),
+        ("DRAM", "I"): (one, glb_i_fills, zero, zero),
+        ("DRAM", "O"): (one, torch.clamp(glb_o_fills - out, min=0.0), zero, glb_o_fills),
+    }
+    tiles = {(lv, x): tile(lv, x) for lv in range(len(EYERISS_LEVELS) - 1)
+             for x in arch.keeps[lv]}
+    return EyerissCounts(mac=mac, compute=compute, rows=rows, tiles=tiles)
+
+
+def eyeriss_legality(arch: Eyeriss, dims: torch.Tensor, strides: torch.Tensor,
+                     temporal: torch.Tensor, spatial: torch.Tensor,
+                     counts: EyerissCounts | None = None) -> list[tuple[torch.Tensor, str]]:
+    """(bad mask [B], reason) pairs: the mapspace's loops and fan-outs, the fan-out sizes,
+    perfect factorisation and every level's capacity."""
+    nlev = len(EYERISS_LEVELS)
+    allowed_t = torch.zeros(nlev, NUM_DIMS, dtype=torch.bool)
+    for lv, loops in enumerate(arch.temporal_loops):
+        allowed_t[lv, list(loops)] = True
+    allowed_s = torch.zeros(2, NUM_DIMS, dtype=torch.bool)
+    for f, fan in enumerate(arch.fanouts):
+        allowed_s[f, list(fan.loops)] = True
+    rules = [
+        (((temporal > 1) & ~allowed_t).any(dim=(1, 2)), "a temporal loop outside the mapspace"),
+        (((spatial > 1) & ~allowed_s).any(dim=(1, 2)), "a spatial loop outside the mapspace"),
+        ((temporal.prod(dim=1) * spatial.prod(dim=1) != dims).any(dim=1),
+         "factors that do not multiply to the layer"),
+    ]
+    for lv, full in enumerate(arch.temporal_full):
+        if full:
+            rules.append(((temporal[:, lv, list(full)] != dims[:, list(full)]).any(dim=1),
+                          f"a {''.join(DIMS[d] for d in full)} loop not entirely at "
+                          f"{EYERISS_LEVELS[lv]}"))
+    for f, fan in enumerate(arch.fanouts):
+        rules.append((spatial[:, f].prod(dim=-1) > fan.fanout,
+                      f"a {fan.axis} fan-out above {fan.fanout}"))
+        if fan.full:
+            rules.append(((spatial[:, f, list(fan.full)] != dims[:, list(fan.full)]).any(dim=1),
+                          f"a {''.join(DIMS[d] for d in fan.full)} not entirely spatial in "
+                          f"{fan.axis}"))
+    if counts is None:
+        counts = eyeriss_counts(arch, dims, strides, temporal, spatial)
+    for lv, store in enumerate(arch.levels[:-1]):
+        if arch.keeps[lv]:
+            words = sum(counts.tiles[(lv, x)] for x in arch.keeps[lv])
+            rules.append((words > store.entries, f"a {store.name} tile above {store.entries} "
+                                                 "words"))
+    return rules
+
+
+def evaluate_eyeriss(arch: Eyeriss, dims: torch.Tensor, strides: torch.Tensor,
+                     temporal: torch.Tensor, spatial: torch.Tensor) -> AcceleratorOutput:
+    """Cycles, energy and per-level energy (EYERISS_ENERGY_COLUMNS) of a batch on Eyeriss;
+    rows outside the mapspace are marked in ``valid``."""
+    counts = eyeriss_counts(arch, dims, strides, temporal, spatial)
+    compute = counts.compute
+    level_pj = [counts.mac * arch.mac_pj]
+    bounds = [compute]
+    for store in arch.levels:
+        rows = [v for (name, _), v in counts.rows.items() if name == store.name]
+        if not rows:
+            continue  # the DummyBuffer keeps nothing
+        level_pj.append(store.energy_pj([n for r in rows for n in r[1:]], rows[0][0]))
+        # Timeloop's per-tensor demands in W, I, O order (rows are stored in that order)
+        reads = [r[1] for r in rows]
+        writes = [r[2] + r[3] for r in rows]
+        if store.read_bandwidth is not None:
+            bounds.append(_level_cycles(compute, reads, [], store.read_bandwidth))
+        if store.write_bandwidth is not None:
+            bounds.append(_level_cycles(compute, [], writes, store.write_bandwidth))
+        if store.bandwidth is not None:
+            bounds.append(_level_cycles(compute, reads, writes, store.bandwidth))
+    bad = torch.zeros_like(compute, dtype=torch.bool)
+    for mask, _ in eyeriss_legality(arch, dims, strides, temporal, spatial, counts):
+        bad |= mask
+    pj = torch.stack(level_pj, dim=-1)
+    return AcceleratorOutput(cycles=torch.stack(bounds, dim=-1).amax(dim=-1),
+                             energy_uj=pj.sum(dim=-1) * 1e-6, level_pj=pj, valid=~bad)
+
+
+def _eyeriss_slots(arch: Eyeriss, d: int) -> tuple[list[tuple[int, int]], tuple[int, int] | None]:
+    """(free slots of dim ``d`` below DRAM as (0 temporal / 1 spatial, level or fan-out), the
+    slot that takes the whole dim if the mapspace pins it)."""
+    free: list[tuple[int, int]] = []
+    full = None
+    for lv in range(len(EYERISS_LEVELS) - 1):
+        for f, fan in enumerate(arch.fanouts):  # a fan-out sits below its level's loops
+            if fan.level == lv and d in fan.loops:
+                if d in fan.full:
+                    full = (1, f)
+                else:
+                    free.append((1, f))
+        if d in arch.temporal_loops[lv]:
+            if d in arch.temporal_full[lv]:
+                full = (0, lv)
+            else:
+                free.append((0, lv))
+    return free, full
+
+
+def random_eyeriss_mappings(arch: Eyeriss, layer: Layer, n: int, rng: np.random.Generator,
+                            max_rounds: int = 50) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` valid mappings (temporal [n, 6, 7], spatial [n, 2, 7]) as the original's
+    random-pruned Timeloop mapper draws them: per dim uniform over the ordered factorisations
+    over its legal slots (DRAM takes the quotient where it may loop), rejection of those that
+    break a fan-out or a capacity, and the fixed loop orders of the mapspace (so one mapping per
+    factorisation: :attr:`Eyeriss.permutations_to_visit`)."""
+    positive_int("n", n)
+    positive_int("max_rounds", max_rounds)
+    per = arch.permutations_to_visit
+    need = math.ceil(n / per)
+    dram_loops = arch.temporal_loops[E_DRAM]
+    tables = []
+    for d, size in enumerate(layer.dims):
+        free, full = _eyeriss_slots(arch, d)
+        if full is not None:  # the whole dim in one slot: every other slot 1
+            table = np.ones((1, len(free)), dtype=np.int64)
+        else:
+            table = factor_table(size, len(free))
+            if d not in dram_loops:  # the slots below DRAM must take the whole dim
+                table = table[table.prod(axis=1) == size]
+        tables.append((free, full, table))
+    dims, strides = layer_tensors([layer])
+    found: list[tuple[np.ndarray, np.ndarray]] = []
+    have = drawn = 0
+    for _ in range(max_rounds):
+        rate = (have + 1) / (drawn + 2)
+        batch = int(min(200_000, max(need, math.ceil(1.2 * (need - have) / rate))))
+        temporal = np.ones((batch, len(EYERISS_LEVELS), NUM_DIMS), dtype=np.int64)
+        spatial = np.ones((batch, 2, NUM_DIMS), dtype=np.int64)
+        blocks = (temporal, spatial)
+        for d, (free, full, table) in enumerate(tables):
+            size = layer.dims[d]
+            if full is not None:
+                blocks[full[0]][:, full[1], d] = size
+            rows = table[rng.integers(len(table), size=batch)]
+            for i, (kind, idx) in enumerate(free):
+                blocks[kind][:, idx, d] = rows[:, i]
+            inner = temporal[:, :E_DRAM, d].prod(axis=1) * spatial[:, :, d].prod(axis=1)
+            temporal[:, E_DRAM, d] = size // inner
+        with torch.no_grad():
+            ok = torch.ones(batch, dtype=torch.bool)
+            for mask, _ in eyeriss_legality(arch, dims.expand(batch, -1),
+                                            strides.expand(batch, -1),
+                                            torch.from_numpy(temporal.astype(np.float64)),
+                                            torch.from_numpy(spatial.astype(np.float64))):
+                ok &= ~mask
+        idx = np.flatnonzero(ok.numpy())[:need - have]
+        drawn += batch
+        found.append((temporal[idx], spatial[idx]))
+        have += idx.size
+        if have >= need:
+            t, s = (np.repeat(np.concatenate(x), per, axis=0)[:n]
+                    for x in zip(*found, strict=True))
+            return t, s
+    raise ValueError(f"{arch.label}: only {have} of {need} random factorisations of layer "
+                     f"{layer.name!r} are valid after {drawn} draws")
+
+
+def best_eyeriss_design(arch: Eyeriss, network: Network, n: int, seed: int) -> NetworkDesign:
+    """Per layer the least-EDP of ``n`` valid random Eyeriss mappings (the original's choice)."""
+    positive_int("n", n)
+    rng = np.random.default_rng(check_seed(seed))
+    best = []
+    for layer in network.layers:
+        t, s = random_eyeriss_mappings(arch, layer, n, rng)
+        dims, strides = layer_tensors([layer])
+        with torch.no_grad():
+            out = evaluate_eyeriss(arch, dims.expand(n, -1), strides.expand(n, -1),
+                                   torch.from_numpy(t.astype(np.float64)),
+                                   torch.from_numpy(s.astype(np.float64)))
+        edp = (out.cycles * out.energy_uj).numpy()
+        i = int(np.argmin(edp))
+        best.append((EyerissMapping.from_arrays(t[i], s[i]), float(out.cycles[i]),
+                     float(out.energy_uj[i]), out.level_pj[i].numpy()))
+    counts = network.counts_array()
+    cycles = np.array([b[1] for b in best])
+    energy = np.array([b[2] for b in best])
+    return NetworkDesign(arch.name, network.name, [b[0] for b in best], cycles, energy,
+                         np.stack([b[3] for b in best]),
+                         float((counts * cycles).sum() * (counts * energy).sum()))
+
+
+def score_eyeriss_design(arch: Eyeriss, network: Network, mappings: list[EyerissMapping]
+                         ) -> tuple[np.ndarray, np.ndarray, float]:
+    """(cycles [L], energy µJ [L], network EDP) of one Eyeriss mapping per layer; raises
+    MappingError naming the first layer whose mapping is not legal."""
+    if len(mappings) != len(network.layers):
+        raise ValueError(f"{len(mappings)} mappings for {len(network.layers)} layers")
+    dims, strides = layer_tensors(network.layers)
+    t = torch.tensor([m.temporal for m in mappings], dtype=torch.float64)
+    s = torch.tensor([m.spatial for m in mappings], dtype=torch.float64)
+    with torch.no_grad():
+        for mask, reason in eyeriss_legality(arch, dims, strides, t, s):
+            if mask.any():
+                i = int(torch.nonzero(mask)[0])
+                raise MappingError(f"{arch.label}: layer {network.layers[i].name!r} mapping "
+                                   f"{mappings[i]} has {reason}")
+        out = evaluate_eyeriss(arch, dims, strides, t, s)
+    cycles, energy = out.cycles.numpy(), out.energy_uj.numpy()
+    counts = network.counts_array()
+    return cycles, energy, float((counts * cycles).sum() * (counts * energy).sum())

@@ -139,8 +139,9 @@ def test_score_design_refuses_illegal_mappings_and_aggregates_as_the_original() 
     split_r = parse_mapping("L3[WIO] Q7 R3 - L2[WI] K8 C8 K8X - L1[O] S3 C8X - L0[W] Q8 P56")
     with pytest.raises(MappingError, match="filter loop not entirely"):
         A.score_design(arch, net, [split_r, fc])
-    with pytest.raises(ValueError, match="allowed: nvdla_small, nvdla_large, gemmini_default"):
-        A.load_accelerator("eyeriss")
+    with pytest.raises(ValueError, match="allowed: nvdla_small, nvdla_large, gemmini_default, "
+                                         "eyeriss"):
+        A.load_accelerator("eyeriss_like")
 
 
 def test_best_network_design_is_deterministic_and_the_least_edp() -> None:
@@ -169,3 +170,103 @@ def test_descriptions_and_mapper_arguments_are_validated() -> None:
     with pytest.raises(ValueError, match="cluster .* must divide"):
         A._storage({"name": "R", "word_bits": 8, "block": 1, "entries": 1, "cluster": 3,
                     "instances": 64}, "registers", "x")
+
+
+# fig8-architectures.md §5, eyeriss: the real tool's mapping (innermost first per level), and per
+# (level, tensor) utilised instances, reads, fills, updates per instance and energy (pJ).
+EYERISS_WORKED = {
+    ("PsumRegFile", "O"): (168, 673792, 57344, 688128, 2.328199e8),
+    ("WeightRegFile", "W"): (168, 688128, 12288, 0, 1.169308e8),
+    ("InputRegFile", "I"): (168, 688128, 14848, 0, 1.152717e8),
+    ("GlobalBuffer", "I"): (1, 2494464, 237568, 0, 2.023626e7),
+    ("GlobalBuffer", "O"): (1, 602112, 200704, 802816, 1.189297e7),
+    ("DRAM", "W"): (1, 147456, 0, 0, 2.94912e7),
+    ("DRAM", "I"): (1, 237568, 0, 0, 4.75136e7),
+    ("DRAM", "O"): (1, 0, 0, 200704, 4.01408e7),
+}
+
+
+def _eyeriss_worked_mapping() -> A.EyerissMapping:
+    t = np.ones((6, 7), dtype=np.int64)
+    s = np.ones((2, 7), dtype=np.int64)
+    R, S, P, Q, C, K = range(6)
+    t[A.PSUM_RF, K] = 16
+    t[A.WEIGHT_RF, C], t[A.WEIGHT_RF, R] = 4, 3
+    s[A.FAN_Y, S], s[A.FAN_Y, C] = 3, 4
+    s[A.FAN_X, Q] = 14
+    t[A.GLOBAL_BUFFER, P], t[A.GLOBAL_BUFFER, K] = 56, 4
+    t[A.E_DRAM, C], t[A.E_DRAM, Q] = 4, 4
+    return A.EyerissMapping.from_arrays(t, s)
+
+
+def _eyeriss_tensors(layer: Layer, mappings: list[A.EyerissMapping]) -> tuple[torch.Tensor, ...]:
+    n = len(mappings)
+    return (torch.tensor([layer.dims] * n, dtype=F64), torch.tensor([layer.strides] * n, dtype=F64),
+            torch.tensor([m.temporal for m in mappings], dtype=F64),
+            torch.tensor([m.spatial for m in mappings], dtype=F64))
+
+
+def test_eyeriss_worked_example_matches_the_real_tool() -> None:
+    arch = A.load_accelerator("eyeriss")
+    args = _eyeriss_tensors(LAYER, [_eyeriss_worked_mapping()])
+    counts = A.eyeriss_counts(arch, *args)
+    assert set(counts.rows) == set(EYERISS_WORKED)
+    for key, (inst, reads, fills, updates, _) in EYERISS_WORKED.items():
+        assert [float(x[0]) for x in counts.rows[key]] == [inst, reads, fills, updates], key
+    out = A.evaluate_eyeriss(arch, *args)
+    assert bool(out.valid[0])
+    assert out.cycles.item() == 688_128
+    assert out.energy_uj.item() == pytest.approx(868.6698, rel=1e-6)
+    pj = dict(zip(A.EYERISS_ENERGY_COLUMNS, out.level_pj[0].tolist(), strict=True))
+    assert pj["MACs"] == pytest.approx(2.543726e8, rel=1e-6)
+    for level in ("PsumRegFile", "WeightRegFile", "InputRegFile", "GlobalBuffer", "DRAM"):
+        want = sum(v[4] for (lv, _), v in EYERISS_WORKED.items() if lv == level)
+        assert pj[level] == pytest.approx(want, rel=1e-6), level
+    # the per-scalar energies of §5's table
+    rf = [arch.levels[i].vector_pj for i in range(3)]
+    assert rf == pytest.approx([0.9764447, 0.9937186, 0.9760521], abs=1e-7)
+    assert arch.levels[A.GLOBAL_BUFFER].vector_pj / 4 == pytest.approx(7.407035, abs=1e-6)
+    assert arch.levels[A.E_DRAM].vector_pj == 200.0
+
+
+def test_eyeriss_bandwidth_bound_and_legality() -> None:
+    """The GLB's 16 reads per cycle bind when the register files reuse nothing; mappings
+    outside the mapspace or over a capacity are refused."""
+    arch = A.load_accelerator("eyeriss")
+    layer = Layer(name="pw", R=1, S=1, P=14, Q=16, C=16, K=16, N=1)
+    t = np.ones((6, 7), dtype=np.int64)
+    s = np.ones((2, 7), dtype=np.int64)
+    t[A.GLOBAL_BUFFER, 2], t[A.E_DRAM, 5] = 14, 16  # P at the GLB, K at DRAM
+    s[A.FAN_Y, 4], s[A.FAN_X, 3] = 16, 16  # C16 in Y, Q16 in X: 256 PEs
+    out = A.evaluate_eyeriss(arch, *_eyeriss_tensors(layer, [A.EyerissMapping.from_arrays(t, s)]))
+    assert bool(out.valid[0])
+    macs = 14 * 16 * 16 * 16
+    # every MAC reads a new input from the GLB (K at DRAM, no input reuse in the PE): 256
+    # words per cycle against 16 (no output reads: each output is reduced once over C in Y)
+    assert out.cycles.item() == macs / 16 == 16 * macs / 256
+    net = Network("one", (LAYER,))
+    bad = _eyeriss_worked_mapping()
+    tt, ss = bad.arrays()
+    tt[A.PSUM_RF, 5], tt[A.GLOBAL_BUFFER, 5] = 32, 2  # a PsumRegFile tile of 32 outputs
+    with pytest.raises(MappingError, match="PsumRegFile tile above 16"):
+        A.score_eyeriss_design(arch, net, [A.EyerissMapping.from_arrays(tt, ss)])
+    tt, ss = bad.arrays()
+    ss[A.FAN_Y, 1], ss[A.FAN_X, 1] = 1, 3  # S moved from the Y to the X fan-out
+    with pytest.raises(MappingError, match="spatial loop outside the mapspace"):
+        A.score_eyeriss_design(arch, net, [A.EyerissMapping.from_arrays(tt, ss)])
+
+
+def test_eyeriss_random_mapper_draws_legal_mappings_of_the_mapspace() -> None:
+    arch = A.load_accelerator("eyeriss")
+    layer = Layer(name="c", R=3, S=3, P=28, Q=28, C=128, K=128, N=1)
+    t, s = A.random_eyeriss_mappings(arch, layer, 200, np.random.default_rng(0))
+    assert t.shape == (200, 6, 7) and s.shape == (200, 2, 7)
+    maps = [A.EyerissMapping.from_arrays(t[i], s[i]) for i in range(200)]
+    out = A.evaluate_eyeriss(arch, *_eyeriss_tensors(layer, maps))
+    assert bool(out.valid.all())
+    assert (s[:, A.FAN_Y, 1] == 3).all() and (t[:, A.WEIGHT_RF, 0] == 3).all()
+    assert (t[:, A.GLOBAL_BUFFER, 2] == 28).all()
+    # fixed loop orders: one mapping per factorisation, so nearly all distinct
+    assert len(set(maps)) > 150
+    design = A.best_network_design(arch, Network("one", (layer,)), 200, seed=0)
+    assert design.edp == pytest.approx(float((out.cycles * out.energy_uj).min()), rel=1e-12)
