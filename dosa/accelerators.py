@@ -78,6 +78,7 @@ from dosa.model import (
     _level_cycles,
     _outer_multiplier,
     actions,
+    box_fills,
     capacities,
 )
 from dosa.search.options import check_seed, positive_int
@@ -90,10 +91,9 @@ R, S, P, Q, C, K, N = range(NUM_DIMS)
 #: The accelerators of Gemmini's topology, in the order of the paper's bars (Eyeriss, its own
 #: topology, is ``EYERISS``).
 ACCELERATORS: tuple[str, ...] = ("nvdla_small", "nvdla_large", "gemmini_default")
-#: Paper Fig. 8 Eyeriss values (uJ x cycles); also ``load_accelerator("eyeriss").paper_edp``.
-EYERISS_PAPER_EDP = {"resnet50": 780976808884.6, "bert": 19719346875.7,
-                     "retinanet": 488501424178.5, "unet": 1108363658717171.8}
 LEVELS = ("registers", "accumulator", "buffer", "dram")
+#: Columns of ``level_pj`` for the Gemmini topology (the buffer is the scratchpad or CBuf).
+ENERGY_COLUMNS = ("MACs", "registers", "accumulator", "buffer", "DRAM")
 
 
 @dataclass(frozen=True)
@@ -231,7 +231,7 @@ class AcceleratorOutput:
 
     cycles: torch.Tensor
     energy_uj: torch.Tensor
-    level_pj: torch.Tensor  # [B, 5]: MACs, registers, accumulator, buffer, DRAM
+    level_pj: torch.Tensor  # [B, levels]: ENERGY_COLUMNS (EYERISS_ENERGY_COLUMNS on Eyeriss)
     valid: torch.Tensor  # bool: legal in the mapspace and fits every buffer
 
 
@@ -332,15 +332,26 @@ def score_design(arch: Accelerator | Eyeriss, network: Network, mappings: list[A
     t, s, r = (torch.from_numpy(np.stack([getattr(m, f) for m in mappings]).astype(
         np.int64 if f == "rank" else np.float64)) for f in ("temporal", "spatial", "rank"))
     with torch.no_grad():
-        for mask, reason in legality(arch, dims, strides, t, s):
-            if mask.any():
-                i = int(torch.nonzero(mask)[0])
-                raise MappingError(f"{arch.label}: layer {network.layers[i].name!r} mapping "
-                                   f"{mappings[i]} has {reason}")
+        _refuse_illegal(legality(arch, dims, strides, t, s), arch.label, network, mappings)
         out = evaluate_accelerator(arch, dims, strides, t, s, r)
     cycles, energy = out.cycles.numpy(), out.energy_uj.numpy()
+    return cycles, energy, network_edp(network, cycles, energy)
+
+
+def _refuse_illegal(rules: list[tuple[torch.Tensor, str]], label: str, network: Network,
+                    mappings: list[Any]) -> None:
+    """MappingError naming the first layer whose mapping breaks a rule."""
+    for mask, reason in rules:
+        if mask.any():
+            i = int(torch.nonzero(mask)[0])
+            raise MappingError(f"{label}: layer {network.layers[i].name!r} mapping "
+                               f"{mappings[i]} has {reason}")
+
+
+def network_edp(network: Network, cycles: np.ndarray, energy: np.ndarray) -> float:
+    """The original's aggregation: (sum count x cycles) x (sum count x energy), µJ x cycles."""
     counts = network.counts_array()
-    return cycles, energy, float((counts * cycles).sum() * (counts * energy).sum())
+    return float((counts * cycles).sum() * (counts * energy).sum())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -396,21 +407,20 @@ def random_mappings(arch: Accelerator, layer: Layer, n: int, rng: np.random.Gene
 
     ``random``: every mapping an independent factorisation and loop order. ``random-pruned``
     (Timeloop's default of 16 loop orders per visit): each valid factorisation is visited with
-    ``permutations_per_factorization`` random loop orders (drawn with replacement), so ``n``
-    mappings cover only ``n / 16`` factorisations; a factorisation that overflows a buffer is
-    skipped after one try (its capacity does not depend on the loop order). Raises ValueError
-    if too few valid factorisations turn up in ``max_rounds`` rounds of rejection.
+    min(``permutations_per_factorization``, its pruned order space) random loop orders (drawn
+    with replacement), so ``n`` mappings cover far fewer than ``n`` factorisations; one that
+    overflows a buffer is skipped after one try (its capacity does not depend on the loop
+    order). Raises ValueError if too few valid factorisations turn up in ``max_rounds`` rounds.
     """
     positive_int("n", n)
     positive_int("max_rounds", max_rounds)
     per = arch.permutations_per_factorization if arch.mapper == "random-pruned" else 1
-    need = math.ceil(n / per)
     found: list[tuple[np.ndarray, np.ndarray]] = []
-    have = drawn = 0
+    have = drawn = 0  # mappings covered by the accepted factorisations, factorisations drawn
     dims, strides = layer_tensors([layer])
     for _ in range(max_rounds):
-        rate = (have + 1) / (drawn + 2)
-        batch = int(min(200_000, max(need, math.ceil(1.2 * (need - have) / rate))))
+        rate = (have + 1) / (drawn + 2)  # mappings gained per factorisation drawn
+        batch = int(min(200_000, max(math.ceil(n / per), math.ceil(1.2 * (n - have) / rate))))
         t, s = _draw_factors(arch, layer, batch, rng)
         with torch.no_grad():
             ok = torch.ones(batch, dtype=torch.bool)
@@ -418,16 +428,28 @@ def random_mappings(arch: Accelerator, layer: Layer, n: int, rng: np.random.Gene
                                     torch.from_numpy(t.astype(np.float64)),
                                     torch.from_numpy(s.astype(np.float64))):
                 ok &= ~mask
-        idx = np.flatnonzero(ok.numpy())[:need - have]
+        idx = np.flatnonzero(ok.numpy())
         drawn += batch
-        found.append((t[idx], s[idx]))
-        have += idx.size
-        if have >= need:
-            temporal, spatial = (np.repeat(np.concatenate(x), per, axis=0)[:n]
-                                 for x in zip(*found, strict=True))
+        visits = _orders_to_visit(arch, t[idx], per)
+        keep = int(np.searchsorted(np.cumsum(visits), n - have)) + 1
+        found.append((np.repeat(t[idx[:keep]], visits[:keep], axis=0),
+                      np.repeat(s[idx[:keep]], visits[:keep], axis=0)))
+        have += int(visits[:keep].sum())
+        if have >= n:
+            temporal, spatial = (np.concatenate(x)[:n] for x in zip(*found, strict=True))
             return temporal, spatial, _draw_ranks(arch, n, rng)
-    raise ValueError(f"{arch.label}: only {have} of {need} random factorisations of layer "
-                     f"{layer.name!r} are valid after {drawn} draws")
+    raise ValueError(f"{arch.label}: only {have} of {n} random mappings of layer "
+                     f"{layer.name!r} are valid after {drawn} factorisations")
+
+
+def _orders_to_visit(arch: Accelerator, temporal: np.ndarray, per: int) -> np.ndarray:
+    """Loop orders random-pruned visits per factorisation: min(``per``, size of the pruned
+    permutation space) = min(per, prod over the levels of free order of k! for the k loops
+    that exist there) (Timeloop's random-pruned.hpp)."""
+    free = [lv for lv in range(NUM_LEVELS) if not (lv == 1 and arch.accumulator_order)]
+    loops = (temporal[:, free] > 1).sum(axis=2)
+    size = np.prod([[math.factorial(int(k)) for k in row] for row in loops], axis=1)
+    return np.minimum(size, per).astype(np.int64) if len(temporal) else np.zeros(0, np.int64)
 
 
 @dataclass
@@ -439,7 +461,8 @@ class NetworkDesign:
     mappings: list[Mapping]
     cycles: np.ndarray  # per unique layer
     energy_uj: np.ndarray
-    level_pj: np.ndarray  # [L, 5]
+    level_pj: np.ndarray  # [L, len(level_names)]
+    level_names: tuple[str, ...]  # ENERGY_COLUMNS or EYERISS_ENERGY_COLUMNS
     edp: float  # (sum count x cycles) x (sum count x energy), µJ x cycles
 
 
@@ -463,12 +486,11 @@ def best_network_design(arch: Accelerator | Eyeriss, network: Network, n: int, s
         i = int(np.argmin(edp))
         best.append((Mapping(t[i], s[i], r[i]), float(out.cycles[i]), float(out.energy_uj[i]),
                      out.level_pj[i].numpy()))
-    counts = network.counts_array()
     cycles = np.array([b[1] for b in best])
     energy = np.array([b[2] for b in best])
     return NetworkDesign(arch.name, network.name, [b[0] for b in best], cycles, energy,
-                         np.stack([b[3] for b in best]),
-                         float((counts * cycles).sum() * (counts * energy).sum()))
+                         np.stack([b[3] for b in best]), ENERGY_COLUMNS,
+                         network_edp(network, cycles, energy))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -592,26 +614,6 @@ def load_eyeriss() -> Eyeriss:
         timeloop_reference={k: float(v) for k, v in raw["timeloop_reference"].items()})
 
 
-def _box_fills(extent: torch.Tensor, step: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """Fills of an input box (n, c, h, w) ``extent`` [B, 4] under the loops above it, walked
-    innermost first (``step`` [B, L, 4] per iteration, ``factor`` [B, L]): Timeloop's delta
-    analysis in the closed form of :func:`dosa.model._input_fills` (rule 4) - the innermost
-    existing loop and the loops that move the box by the same offset fetch the new part only,
-    every other step fetches the whole box."""
-    exists = factor > 1
-    order = torch.argsort((~exists).to(torch.int64), dim=-1, stable=True)
-    live = exists.gather(1, order)
-    step = step.gather(1, order.unsqueeze(-1).expand(-1, -1, 4)) * live.unsqueeze(-1)
-    factor = torch.where(live, factor.gather(1, order), 1.0)
-    move = step - (torch.cumsum(step, dim=1) - step)
-    outside = torch.flip(torch.cumprod(torch.flip(factor, [1]), dim=1), [1]) / factor
-    weight = (factor - 1) * outside
-    halo = (move == move[:, :1]).all(dim=-1)
-    box = extent.prod(dim=-1)
-    delta = box - torch.clamp(extent - move[:, 0].abs(), min=0).prod(dim=-1)
-    return box * (1 + (weight * ~halo).sum(dim=1)) + delta * (weight * halo).sum(dim=1)
-
-
 @dataclass
 class EyerissCounts:
     """Per (level, tensor): utilised instances and per-instance reads, fills, updates [B]."""
@@ -697,7 +699,7 @@ def eyeriss_counts(arch: Eyeriss, dims: torch.Tensor, strides: torch.Tensor,
             elif d == N:
                 n_ = base
             steps.append(torch.stack([n_, c_, h_, w_], dim=-1))
-        return _box_fills(_input_extent(below(level)), torch.stack(steps, dim=1), tf)
+        return box_fills(_input_extent(below(level)), torch.stack(steps, dim=1), tf)
 
     zero = torch.zeros_like(mac)
     one = torch.ones_like(mac)
@@ -891,12 +893,11 @@ def best_eyeriss_design(arch: Eyeriss, network: Network, n: int, seed: int) -> N
         i = int(np.argmin(edp))
         best.append((EyerissMapping.from_arrays(t[i], s[i]), float(out.cycles[i]),
                      float(out.energy_uj[i]), out.level_pj[i].numpy()))
-    counts = network.counts_array()
     cycles = np.array([b[1] for b in best])
     energy = np.array([b[2] for b in best])
     return NetworkDesign(arch.name, network.name, [b[0] for b in best], cycles, energy,
-                         np.stack([b[3] for b in best]),
-                         float((counts * cycles).sum() * (counts * energy).sum()))
+                         np.stack([b[3] for b in best]), EYERISS_ENERGY_COLUMNS,
+                         network_edp(network, cycles, energy))
 
 
 def score_eyeriss_design(arch: Eyeriss, network: Network, mappings: list[EyerissMapping]
@@ -909,12 +910,8 @@ def score_eyeriss_design(arch: Eyeriss, network: Network, mappings: list[Eyeriss
     t = torch.tensor([m.temporal for m in mappings], dtype=torch.float64)
     s = torch.tensor([m.spatial for m in mappings], dtype=torch.float64)
     with torch.no_grad():
-        for mask, reason in eyeriss_legality(arch, dims, strides, t, s):
-            if mask.any():
-                i = int(torch.nonzero(mask)[0])
-                raise MappingError(f"{arch.label}: layer {network.layers[i].name!r} mapping "
-                                   f"{mappings[i]} has {reason}")
+        _refuse_illegal(eyeriss_legality(arch, dims, strides, t, s), arch.label, network,
+                        mappings)
         out = evaluate_eyeriss(arch, dims, strides, t, s)
     cycles, energy = out.cycles.numpy(), out.energy_uj.numpy()
-    counts = network.counts_array()
-    return cycles, energy, float((counts * cycles).sum() * (counts * energy).sum())
+    return cycles, energy, network_edp(network, cycles, energy)

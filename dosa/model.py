@@ -198,11 +198,24 @@ def _input_fills(dims: torch.Tensor, strides: torch.Tensor, temporal: torch.Tens
         torch.zeros_like(extent),
         torch.stack([inner[:, N], zero, zero, zero], -1)], dim=1)  # [B, 7, 4]
 
-    # DRAM loops innermost first; loops with factor <= 1 do not exist and go outermost.
+    # DRAM loops innermost first; loops with factor <= 1 do not exist (box_fills drops them).
     order = torch.argsort(rank[:, 3] + 7 * (~exists).to(rank.dtype), dim=-1)
+    return box_fills(extent, step.gather(1, order.unsqueeze(-1).expand(-1, -1, 4)),
+                     t3.gather(1, order))
+
+
+def box_fills(extent: torch.Tensor, step: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """Fills of an input box [B, 4] (n, c, h, w extents) under the temporal loops above it.
+
+    ``step`` [B, L, 4] is how far one iteration of each loop moves the box and ``factor``
+    [B, L] its factor, loops innermost first; loops with factor <= 1 do not exist. The closed
+    form of Timeloop's delta analysis explained in :func:`_input_fills` (rule 4).
+    """
+    exists = factor > 1
+    order = torch.argsort((~exists).to(torch.int64), dim=-1, stable=True)
     live = exists.gather(1, order)
     step = step.gather(1, order.unsqueeze(-1).expand(-1, -1, 4)) * live.unsqueeze(-1)
-    factor = torch.where(live, g(t3).gather(1, order), 1.0)
+    factor = torch.where(live, g(factor).gather(1, order), 1.0)
     move = step - (torch.cumsum(step, dim=1) - step)  # t_j
     outside = torch.flip(torch.cumprod(torch.flip(factor, [1]), dim=1), [1]) / factor
     weight = (factor - 1) * outside  # number of times loop j advances
