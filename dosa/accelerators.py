@@ -46,8 +46,8 @@ factorisation because the Eyeriss mapspace fixes every level's order
 The random mapper (:func:`random_mappings`) draws legal mappings of an accelerator's mapspace
 as the original's Timeloop mapper does: factorisations uniform per dim over the ordered
 factorisations of each dim over its legal slots, random loop orders where the mapspace leaves
-them free, rejection of those that overflow a buffer, and for ``random-pruned`` (NVDLA) 16 loop
-orders per factorisation;
+them free, rejection of those that overflow a buffer, and for ``random-pruned`` (NVDLA, Eyeriss)
+min(16, the number of distinct loop orders) orders per factorisation;
 :func:`best_network_design` keeps, per layer, the least-EDP mapping of ``n`` valid ones and
 aggregates the network as the original (EDP = sum count x cycles x sum count x energy).
 """

@@ -3,6 +3,12 @@
 A layer is a Timeloop ``cnn-layer`` problem (R, S, P, Q, C, K, N plus strides; dilation is always
 1). Matmuls are encoded as 1x1 convolutions (R = S = Q = 1). A network is the list of its *unique*
 layers, each with the number of times it occurs, so per-network totals are count-weighted sums.
+
+Grouped and depthwise convolutions are exact in this encoding: a convolution of C -> K channels
+in G groups is G independent convolutions of C/G -> K/G channels, so it is one layer with C/G,
+K/G and ``count`` x G (depthwise: C/G = 1). Its MAC total R S P Q (C/G) K N is preserved.
+Dilation is refused: the model's input halo assumes dilation 1 (spec §4.2), so a dilated layer
+would be silently mis-scored.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ STRIDES: tuple[str, ...] = ("Wstride", "Hstride")
 BUILTIN_NETWORKS: tuple[str, ...] = ("resnet50", "bert", "unet", "retinanet")
 
 _LAYER_INT_FIELDS: tuple[str, ...] = (*DIMS, *STRIDES, "count")
-_LAYER_KEYS: tuple[str, ...] = ("name", *_LAYER_INT_FIELDS)
+_LAYER_KEYS: tuple[str, ...] = ("name", *_LAYER_INT_FIELDS, "groups", "Wdilation", "Hdilation")
 _REQUIRED_LAYER_KEYS: tuple[str, ...] = ("name", "C", "K")
 _TOP_KEYS: tuple[str, ...] = ("name", "layers")
 
@@ -132,6 +138,23 @@ class Layer:
     def to_dict(self) -> dict[str, Any]:
         """Plain dict with every field (the YAML layer format)."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def grouped_layer(name: str, *, C: int, K: int, groups: int = 1, count: int = 1,
+                  **dims: int) -> Layer:
+    """The layer of a convolution with ``C`` input and ``K`` output channels in ``groups``
+    groups: C/G -> K/G channels, repeated ``count`` x G times (module docstring).
+
+    ``dims`` are the other :class:`Layer` fields (R, S, P, Q, N, Wstride, Hstride).
+    """
+    _check_positive_int(name, "groups", groups)
+    for field, value in (("C", C), ("K", K)):
+        _check_positive_int(name, field, value)
+        if value % groups:
+            raise WorkloadError(f"layer {name!r}: field {field!r} ({value}) must be divisible "
+                                f"by groups ({groups})")
+    _check_positive_int(name, "count", count)
+    return Layer(name, C=C // groups, K=K // groups, count=count * groups, **dims)
 
 
 @dataclass(frozen=True)
@@ -264,8 +287,16 @@ def parse_network(data: Any, source: str = "<data>") -> Network:
                 f"{source}: layer at index {i}: 'name' must be a non-empty string, "
                 f"got {raw['name']!r}"
             )
+        fields_ = {str(k): v for k, v in raw.items()}
         try:
-            layers.append(Layer(**{str(k): v for k, v in raw.items()}))
+            for key in ("Wdilation", "Hdilation"):
+                if key in fields_:
+                    _check_positive_int(fields_["name"], key, fields_[key])
+                    if fields_.pop(key) != 1:
+                        raise WorkloadError(
+                            f"layer {fields_['name']!r}: field {key!r} must be 1 (dilation is not "
+                            "modelled: the input halo would grow); allowed: 1")
+            layers.append(grouped_layer(**fields_))
         except WorkloadError as exc:
             raise WorkloadError(f"{source}: {exc}") from None
     try:

@@ -14,6 +14,7 @@ from dosa.workload import (
     Layer,
     Network,
     WorkloadError,
+    grouped_layer,
     load_network,
     parse_network,
 )
@@ -304,3 +305,32 @@ def test_directory_is_not_a_workload(tmp_path: Path) -> None:
 def test_empty_workload_name_rejected() -> None:
     with pytest.raises(WorkloadError, match="workload is empty; .*resnet50"):
         load_network("")
+
+
+def test_grouped_and_depthwise_convolutions_are_exact() -> None:
+    """G groups = G convolutions of C/G -> K/G: one layer with count x G, same MAC total."""
+    net = parse_network({"name": "mobile", "layers": [
+        {"name": "dw", "R": 3, "S": 3, "P": 112, "Q": 112, "C": 32, "K": 32, "groups": 32},
+        {"name": "g4", "P": 28, "Q": 28, "C": 64, "K": 128, "groups": 4, "count": 2},
+        {"name": "pw", "P": 112, "Q": 112, "C": 32, "K": 64, "Wdilation": 1},
+    ]})
+    dw, g4, pw = net.layers
+    assert (dw.C, dw.K, dw.count) == (1, 1, 32)
+    assert (g4.C, g4.K, g4.count) == (16, 32, 8)
+    # hand-computed MACs: depthwise 3*3*112*112*32; grouped 2 x 28*28*(64/4)*128; pointwise
+    assert dw.macs * dw.count == 3 * 3 * 112 * 112 * 32 == 3_612_672
+    assert g4.macs * g4.count == 2 * 28 * 28 * 16 * 128 == 3_211_264
+    assert net.total_macs == 3_612_672 + 3_211_264 + 112 * 112 * 32 * 64
+    assert grouped_layer("x", C=8, K=8, groups=1) == Layer("x", C=8, K=8)
+
+
+@pytest.mark.parametrize(("layer", "match"), [
+    ({"name": "g", "C": 30, "K": 32, "groups": 4}, r"'C' \(30\) must be divisible by groups"),
+    ({"name": "g", "C": 32, "K": 30, "groups": 4}, r"'K' \(30\) must be divisible by groups"),
+    ({"name": "g", "C": 32, "K": 32, "groups": 0}, "'groups' must be a positive integer"),
+    ({"name": "d", "R": 3, "C": 8, "K": 8, "Wdilation": 2}, "'Wdilation' must be 1"),
+    ({"name": "d", "C": 8, "K": 8, "Hdilation": 1.5}, "'Hdilation' must be a positive integer"),
+])
+def test_bad_groups_and_dilation_are_refused(layer: dict, match: str) -> None:
+    with pytest.raises(WorkloadError, match=match):
+        parse_network({"name": "n", "layers": [layer]})
