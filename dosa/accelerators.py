@@ -57,6 +57,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -415,31 +416,50 @@ def random_mappings(arch: Accelerator, layer: Layer, n: int, rng: np.random.Gene
     positive_int("n", n)
     positive_int("max_rounds", max_rounds)
     per = arch.permutations_per_factorization if arch.mapper == "random-pruned" else 1
+    dims, strides = layer_tensors([layer])
+
+    def rules(t: np.ndarray, s: np.ndarray) -> list[tuple[torch.Tensor, str]]:
+        return legality(arch, dims.expand(len(t), -1), strides.expand(len(t), -1),
+                        torch.from_numpy(t.astype(np.float64)),
+                        torch.from_numpy(s.astype(np.float64)))
+
+    temporal, spatial = _valid_factorisations(
+        arch.label, layer, n, per, lambda b: _draw_factors(arch, layer, b, rng), rules,
+        lambda t: _orders_to_visit(arch, t, per), max_rounds)
+    return temporal, spatial, _draw_ranks(arch, n, rng)
+
+
+def _valid_factorisations(
+        label: str, layer: Layer, n: int, per: int,
+        draw: Callable[[int], tuple[np.ndarray, np.ndarray]],
+        rules: Callable[[np.ndarray, np.ndarray], list[tuple[torch.Tensor, str]]],
+        visits: Callable[[np.ndarray], np.ndarray], max_rounds: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rejection sampling shared by both topologies: draw factorisations (temporal, spatial)
+    in rounds sized by the acceptance seen so far, keep those no rule refuses, each standing
+    for ``visits`` mappings (its loop orders), until ``n`` mappings; ``per`` bounds visits."""
     found: list[tuple[np.ndarray, np.ndarray]] = []
     have = drawn = 0  # mappings covered by the accepted factorisations, factorisations drawn
-    dims, strides = layer_tensors([layer])
     for _ in range(max_rounds):
         rate = (have + 1) / (drawn + 2)  # mappings gained per factorisation drawn
         batch = int(min(200_000, max(math.ceil(n / per), math.ceil(1.2 * (n - have) / rate))))
-        t, s = _draw_factors(arch, layer, batch, rng)
+        t, s = draw(batch)
         with torch.no_grad():
             ok = torch.ones(batch, dtype=torch.bool)
-            for mask, _ in legality(arch, dims.expand(batch, -1), strides.expand(batch, -1),
-                                    torch.from_numpy(t.astype(np.float64)),
-                                    torch.from_numpy(s.astype(np.float64))):
+            for mask, _ in rules(t, s):
                 ok &= ~mask
         idx = np.flatnonzero(ok.numpy())
         drawn += batch
-        visits = _orders_to_visit(arch, t[idx], per)
-        keep = int(np.searchsorted(np.cumsum(visits), n - have)) + 1
-        found.append((np.repeat(t[idx[:keep]], visits[:keep], axis=0),
-                      np.repeat(s[idx[:keep]], visits[:keep], axis=0)))
-        have += int(visits[:keep].sum())
+        v = visits(t[idx])
+        keep = int(np.searchsorted(np.cumsum(v), n - have)) + 1
+        found.append((np.repeat(t[idx[:keep]], v[:keep], axis=0),
+                      np.repeat(s[idx[:keep]], v[:keep], axis=0)))
+        have += int(v[:keep].sum())
         if have >= n:
             temporal, spatial = (np.concatenate(x)[:n] for x in zip(*found, strict=True))
-            return temporal, spatial, _draw_ranks(arch, n, rng)
-    raise ValueError(f"{arch.label}: only {have} of {n} random mappings of layer "
-                     f"{layer.name!r} are valid after {drawn} factorisations")
+            return temporal, spatial
+    raise ValueError(f"{label}: only {have} of {n} random mappings of layer {layer.name!r} "
+                     f"are valid after {drawn} factorisations")
 
 
 def _orders_to_visit(arch: Accelerator, temporal: np.ndarray, per: int) -> np.ndarray:
@@ -469,27 +489,31 @@ class NetworkDesign:
 def best_network_design(arch: Accelerator | Eyeriss, network: Network, n: int, seed: int
                         ) -> NetworkDesign:
     """Per layer the least-EDP of ``n`` valid random mappings (the original's choice)."""
-    if isinstance(arch, Eyeriss):
-        return best_eyeriss_design(arch, network, n, seed)
     positive_int("n", n)
     rng = np.random.default_rng(check_seed(seed))
-    best: list[tuple[Mapping, float, float, np.ndarray]] = []
+    eyeriss = isinstance(arch, Eyeriss)
+    best: list[tuple[Any, float, float, np.ndarray]] = []
     for layer in network.layers:
-        t, s, r = random_mappings(arch, layer, n, rng)
         dims, strides = layer_tensors([layer])
+        if eyeriss:
+            t, s = random_eyeriss_mappings(arch, layer, n, rng)
+        else:
+            t, s, r = random_mappings(arch, layer, n, rng)
+        args = (dims.expand(n, -1), strides.expand(n, -1),
+                torch.from_numpy(t.astype(np.float64)), torch.from_numpy(s.astype(np.float64)))
         with torch.no_grad():
-            out = evaluate_accelerator(arch, dims.expand(n, -1), strides.expand(n, -1),
-                                       torch.from_numpy(t.astype(np.float64)),
-                                       torch.from_numpy(s.astype(np.float64)),
-                                       torch.from_numpy(r))
-        edp = (out.cycles * out.energy_uj).numpy()
-        i = int(np.argmin(edp))
-        best.append((Mapping(t[i], s[i], r[i]), float(out.cycles[i]), float(out.energy_uj[i]),
+            out = (evaluate_eyeriss(arch, *args) if eyeriss
+                   else evaluate_accelerator(arch, *args, torch.from_numpy(r)))
+        i = int(np.argmin((out.cycles * out.energy_uj).numpy()))
+        mapping = (EyerissMapping.from_arrays(t[i], s[i]) if eyeriss
+                   else Mapping(t[i], s[i], r[i]))
+        best.append((mapping, float(out.cycles[i]), float(out.energy_uj[i]),
                      out.level_pj[i].numpy()))
     cycles = np.array([b[1] for b in best])
     energy = np.array([b[2] for b in best])
     return NetworkDesign(arch.name, network.name, [b[0] for b in best], cycles, energy,
-                         np.stack([b[3] for b in best]), ENERGY_COLUMNS,
+                         np.stack([b[3] for b in best]),
+                         EYERISS_ENERGY_COLUMNS if eyeriss else ENERGY_COLUMNS,
                          network_edp(network, cycles, energy))
 
 
@@ -828,7 +852,6 @@ def random_eyeriss_mappings(arch: Eyeriss, layer: Layer, n: int, rng: np.random.
     positive_int("n", n)
     positive_int("max_rounds", max_rounds)
     per = arch.permutations_to_visit
-    need = math.ceil(n / per)
     dram_loops = arch.temporal_loops[E_DRAM]
     tables = []
     for d, size in enumerate(layer.dims):
@@ -841,11 +864,8 @@ def random_eyeriss_mappings(arch: Eyeriss, layer: Layer, n: int, rng: np.random.
                 table = table[table.prod(axis=1) == size]
         tables.append((free, full, table))
     dims, strides = layer_tensors([layer])
-    found: list[tuple[np.ndarray, np.ndarray]] = []
-    have = drawn = 0
-    for _ in range(max_rounds):
-        rate = (have + 1) / (drawn + 2)
-        batch = int(min(200_000, max(need, math.ceil(1.2 * (need - have) / rate))))
+
+    def draw(batch: int) -> tuple[np.ndarray, np.ndarray]:
         temporal = np.ones((batch, len(EYERISS_LEVELS), NUM_DIMS), dtype=np.int64)
         spatial = np.ones((batch, 2, NUM_DIMS), dtype=np.int64)
         blocks = (temporal, spatial)
@@ -858,46 +878,15 @@ def random_eyeriss_mappings(arch: Eyeriss, layer: Layer, n: int, rng: np.random.
                 blocks[kind][:, idx, d] = rows[:, i]
             inner = temporal[:, :E_DRAM, d].prod(axis=1) * spatial[:, :, d].prod(axis=1)
             temporal[:, E_DRAM, d] = size // inner
-        with torch.no_grad():
-            ok = torch.ones(batch, dtype=torch.bool)
-            for mask, _ in eyeriss_legality(arch, dims.expand(batch, -1),
-                                            strides.expand(batch, -1),
-                                            torch.from_numpy(temporal.astype(np.float64)),
-                                            torch.from_numpy(spatial.astype(np.float64))):
-                ok &= ~mask
-        idx = np.flatnonzero(ok.numpy())[:need - have]
-        drawn += batch
-        found.append((temporal[idx], spatial[idx]))
-        have += idx.size
-        if have >= need:
-            t, s = (np.repeat(np.concatenate(x), per, axis=0)[:n]
-                    for x in zip(*found, strict=True))
-            return t, s
-    raise ValueError(f"{arch.label}: only {have} of {need} random factorisations of layer "
-                     f"{layer.name!r} are valid after {drawn} draws")
+        return temporal, spatial
 
+    def rules(t: np.ndarray, s: np.ndarray) -> list[tuple[torch.Tensor, str]]:
+        return eyeriss_legality(arch, dims.expand(len(t), -1), strides.expand(len(t), -1),
+                                torch.from_numpy(t.astype(np.float64)),
+                                torch.from_numpy(s.astype(np.float64)))
 
-def best_eyeriss_design(arch: Eyeriss, network: Network, n: int, seed: int) -> NetworkDesign:
-    """Per layer the least-EDP of ``n`` valid random Eyeriss mappings (the original's choice)."""
-    positive_int("n", n)
-    rng = np.random.default_rng(check_seed(seed))
-    best = []
-    for layer in network.layers:
-        t, s = random_eyeriss_mappings(arch, layer, n, rng)
-        dims, strides = layer_tensors([layer])
-        with torch.no_grad():
-            out = evaluate_eyeriss(arch, dims.expand(n, -1), strides.expand(n, -1),
-                                   torch.from_numpy(t.astype(np.float64)),
-                                   torch.from_numpy(s.astype(np.float64)))
-        edp = (out.cycles * out.energy_uj).numpy()
-        i = int(np.argmin(edp))
-        best.append((EyerissMapping.from_arrays(t[i], s[i]), float(out.cycles[i]),
-                     float(out.energy_uj[i]), out.level_pj[i].numpy()))
-    cycles = np.array([b[1] for b in best])
-    energy = np.array([b[2] for b in best])
-    return NetworkDesign(arch.name, network.name, [b[0] for b in best], cycles, energy,
-                         np.stack([b[3] for b in best]), EYERISS_ENERGY_COLUMNS,
-                         network_edp(network, cycles, energy))
+    return _valid_factorisations(arch.label, layer, n, per, draw, rules,
+                                 lambda t: np.full(len(t), per, dtype=np.int64), max_rounds)
 
 
 def score_eyeriss_design(arch: Eyeriss, network: Network, mappings: list[EyerissMapping]
