@@ -1,4 +1,5 @@
-"""Command line: ``dosa evaluate``, ``dosa search``, ``dosa fetch-data``, ``dosa claims``."""
+"""Command line: ``dosa evaluate``, ``dosa search``, ``dosa export-timeloop``,
+``dosa fetch-data``, ``dosa claims``."""
 
 from __future__ import annotations
 
@@ -212,6 +213,13 @@ def _cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export_timeloop(args: argparse.Namespace) -> int:
+    from dosa.timeloop import export_timeloop
+
+    print(export_timeloop(args.result_dir, args.out_dir))
+    return 0
+
+
 def _cmd_fetch(args: argparse.Namespace) -> int:
     from dosa import data
 
@@ -299,6 +307,12 @@ def build_parser() -> argparse.ArgumentParser:
     missing = set(SEARCH_OPTIONS) - {a.dest for a in se._actions}
     assert not missing, f"SEARCH_OPTIONS without a --option: {missing}"
     se.set_defaults(func=_cmd_search)
+
+    tl = sub.add_parser("export-timeloop",
+                        help="write a search result as Timeloop inputs (arch, problems, mappings)")
+    tl.add_argument("result_dir", help="a dosa search result folder (result.json, mappings.csv)")
+    tl.add_argument("out_dir", help="new or empty folder for arch.yaml, problems/, mappings/")
+    tl.set_defaults(func=_cmd_export_timeloop)
 
     fe = sub.add_parser("fetch-data", help="download and verify the published DOSA datasets")
     fe.add_argument("keys", nargs="*", help="which files (default: all)")
