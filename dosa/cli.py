@@ -254,7 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     se = sub.add_parser("search", help="co-search hardware and mappings for a network")
     se.add_argument("--workload", required=True,
-                    help="built-in network (resnet50, bert, unet, retinanet) or a YAML file")
+                    help="built-in network (resnet50, bert, unet, retinanet), a YAML or ONNX "
+                    "file, or a folder of Timeloop problem YAMLs")
     se.add_argument("--method", default="dosa", choices=SEARCH_METHODS)
     se.add_argument("--seed", type=_seed, default=0,
                     help=f"random seed, an integer in [0, {SEED_MAX}] (default 0); random-paper "

@@ -41,7 +41,7 @@ import numpy as np
 import yaml
 
 from dosa.hardware import Hardware
-from dosa.workload import DIMS, Layer, Network, WorkloadError
+from dosa.workload import BUILTIN_NETWORKS, DIMS, Layer, Network, WorkloadError
 
 if TYPE_CHECKING:  # dosa.mapping imports torch; reading problems must not
     from dosa.mapping import Mapping
@@ -258,7 +258,9 @@ def load_timeloop_problems(folder: str | os.PathLike[str], *, name: str | None =
                                 f"allowed: *.yaml/*.yml problems and {COUNTS_FILE}")
         files.append(entry)
     if not files:
-        raise WorkloadError(f"{path}: no Timeloop problem files (*.yaml, *.yml) in the folder")
+        raise WorkloadError(f"{path}: no Timeloop problem files (*.yaml, *.yml) in the folder; "
+                            "a workload is a folder of Timeloop problems, a YAML or ONNX file, "
+                            f"or a built-in network ({', '.join(BUILTIN_NETWORKS)})")
     by_key: dict[str, Layer] = {}
     source: dict[str, Path] = {}
     stems: dict[str, Path] = {}

@@ -9,6 +9,9 @@ in G groups is G independent convolutions of C/G -> K/G channels, so it is one l
 K/G and ``count`` x G (depthwise: C/G = 1). Its MAC total R S P Q (C/G) K N is preserved.
 Dilation is refused: the model's input halo assumes dilation 1 (spec §4.2), so a dilated layer
 would be silently mis-scored.
+
+Networks come from YAML (:func:`load_network`), PyTorch (:func:`from_torch`), ONNX and
+folders of Timeloop problem files (:mod:`dosa.workload_import`, :mod:`dosa.timeloop`).
 """
 
 from __future__ import annotations
@@ -354,11 +357,6 @@ def _read_workload_file(path: Path, name_or_path: str | os.PathLike[str]) -> str
             f"workload is empty; expected a YAML workload file or one of the built-in "
             f"networks: {', '.join(BUILTIN_NETWORKS)}"
         )
-    if path.is_dir():
-        raise WorkloadError(
-            f"{path} is a directory; expected a YAML workload file or one of the "
-            f"built-in networks: {', '.join(BUILTIN_NETWORKS)}"
-        )
     if not path.is_file():
         raise WorkloadError(
             f"{name_or_path!s} is not a built-in network and the file {str(path)!r} does "
@@ -376,7 +374,9 @@ def _read_workload_file(path: Path, name_or_path: str | os.PathLike[str]) -> str
 
 
 def load_network(name_or_path: str | os.PathLike[str]) -> Network:
-    """Load a built-in network by name (case-insensitive) or a user YAML file by path.
+    """Load a built-in network by name (case-insensitive), a YAML file, an ONNX file
+    (``*.onnx``, :func:`dosa.workload_import.import_onnx`) or a folder of Timeloop problem
+    files (:func:`dosa.timeloop.load_timeloop_problems`).
 
     Built-in names win over same-named files in the working directory, so ``"bert"`` always
     means the paper's BERT.
@@ -391,6 +391,14 @@ def load_network(name_or_path: str | os.PathLike[str]) -> Network:
         logger.debug("loading built-in network %s", builtin)
     else:
         path = Path(name_or_path)
+        if str(name_or_path).strip() and path.is_dir():
+            from dosa.timeloop import load_timeloop_problems
+
+            return load_timeloop_problems(path)
+        if path.suffix.lower() == ".onnx":
+            from dosa.workload_import import import_onnx
+
+            return import_onnx(path).network
         text = _read_workload_file(path, name_or_path)
         source = str(path)
         logger.debug("loading network file %s", path)
@@ -424,3 +432,13 @@ def as_network(network: Network | str | os.PathLike[str]) -> Network:
         return load_network(network)
     raise TypeError("network must be a Network, a built-in network name or a YAML path, got "
                     f"{type(network).__name__}")
+
+
+def from_torch(model: Any, example_inputs: Any, name: str | None = None) -> Network:
+    """The network of a PyTorch module traced on ``example_inputs`` (``torch.export``).
+
+    :func:`dosa.workload_import.import_torch` gives the import report as well.
+    """
+    from dosa.workload_import import import_torch
+
+    return import_torch(model, example_inputs, name).network

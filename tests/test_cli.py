@@ -524,7 +524,7 @@ def test_search_bad_workload_is_one_line(kind: str, tmp_path: Path,
     workload = tmp_path / "net.yaml"
     if kind == "directory":
         workload.mkdir()
-        expected = "is a directory; expected a YAML workload file"
+        expected = "no Timeloop problem files"
     elif kind == "not_utf8":
         workload.write_bytes("layers: [{name: caf\u00e9, C: 3, K: 4}]\n".encode("latin-1"))
         expected = "UTF-8"

@@ -294,12 +294,20 @@ def test_non_utf8_file_names_the_file(tmp_path: Path) -> None:
     assert str(path) in msg and "UTF-8" in msg
 
 
-def test_directory_is_not_a_workload(tmp_path: Path) -> None:
+def test_empty_directory_is_not_a_workload(tmp_path: Path) -> None:
+    """A folder is read as Timeloop problem files (dosa.timeloop); an empty one is refused."""
     with pytest.raises(WorkloadError) as exc:
         load_network(tmp_path)
     msg = str(exc.value)
-    assert "is a directory" in msg and "YAML" in msg and "resnet50" in msg
+    assert "no Timeloop problem files" in msg and "YAML" in msg and "resnet50" in msg
     assert "does not exist" not in msg
+
+
+def test_directory_of_timeloop_problems_is_a_workload(tmp_path: Path) -> None:
+    (tmp_path / "conv.yaml").write_text(
+        "problem: {shape: cnn-layer, instance: {R: 3, S: 3, P: 8, Q: 8, C: 4, K: 16}}\n")
+    net = load_network(tmp_path)
+    assert net.name == tmp_path.name and net.total_macs == 3 * 3 * 8 * 8 * 4 * 16
 
 
 def test_empty_workload_name_rejected() -> None:
