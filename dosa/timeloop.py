@@ -10,7 +10,9 @@ Timeloop's config_str ``R_S_P_Q_C_K_N_Wstride_Hstride_Wdilation_Hdilation`` (spe
 unlike the original, which silently defaulted to 1, a present counts file must name every
 problem and nothing else. Everything is strict: an unknown key, a non-integer value, a dilation
 (not modelled) or a shape other than cnn-layer is a :class:`~dosa.workload.WorkloadError`
-naming the file and the field.
+naming the file and the field. A folder of the original DOSA (``dataset/workloads/<wl>/``)
+reads as is: its ``unique_layers.yaml`` lists the problems to map, so the element-wise
+problems beside them are skipped (logged), and ``layers.yaml`` is an index.
 
 Writing (:func:`export_timeloop`): a ``dosa search`` result folder becomes a folder of Timeloop
 v0.3 inputs, complete or absent (built in a temporary sibling, renamed into place)::
@@ -65,6 +67,10 @@ __all__ = [
 ]
 
 COUNTS_FILE = "layer_count.yaml"
+#: The original DOSA's index files: ``unique_layers.yaml`` lists the problems to read (the
+#: folder also holds element-wise problems it never maps); ``layers.yaml`` lists every layer.
+UNIQUE_FILE = "unique_layers.yaml"
+INDEX_FILES = (UNIQUE_FILE, "layers.yaml")
 ARCH_FILE = "arch.yaml"
 PROBLEMS_DIR = "problems"
 MAPPINGS_DIR = "mappings"
@@ -236,6 +242,27 @@ def _read_counts(path: Path, by_key: dict[str, Layer]) -> list[Layer]:
     return out
 
 
+def _unique_layer_files(path: Path) -> list[Path] | None:
+    """The problem files ``unique_layers.yaml`` lists (the original DOSA's workload folders,
+    which also hold unused element-wise problems), or None when the folder has no such list."""
+    index = path / UNIQUE_FILE
+    if not index.is_file():
+        return None
+    names = _read_yaml(index, "list of unique layers")
+    if (not isinstance(names, list) or not names
+            or not all(isinstance(n, str) and n for n in names)):
+        raise WorkloadError(f"{index}: expected a non-empty list of problem names (file stems)")
+    files = []
+    for n in names:
+        found = [path / f"{n}{suffix}" for suffix in YAML_SUFFIXES
+                 if (path / f"{n}{suffix}").is_file()]
+        if not found:
+            raise WorkloadError(f"{index}: lists {n!r} but {path / (n + '.yaml')} does not "
+                                "exist")
+        files.append(found[0])
+    return files
+
+
 def load_timeloop_problems(folder: str | os.PathLike[str], *, name: str | None = None
                            ) -> Network:
     """Read a folder of Timeloop problem files as a :class:`Network` (module docstring).
@@ -249,14 +276,20 @@ def load_timeloop_problems(folder: str | os.PathLike[str], *, name: str | None =
         what = "is a file" if path.exists() else "does not exist"
         raise WorkloadError(f"{path}: {what}; expected a folder of Timeloop problem YAML files")
     files: list[Path] = []
+    unique = _unique_layer_files(path)
     for entry in sorted(path.iterdir(), key=lambda p: _natural_key(p.name)):
-        if entry.name.startswith(".") or entry.name == COUNTS_FILE:
+        if entry.name.startswith(".") or entry.name in (COUNTS_FILE, *INDEX_FILES):
+            continue
+        if unique is not None:
+            if entry not in unique:
+                log.info("%s: not listed in %s, ignored", entry, UNIQUE_FILE)
             continue
         if not entry.is_file() or entry.suffix.lower() not in YAML_SUFFIXES:
             kind = "folder" if entry.is_dir() else "file"
             raise WorkloadError(f"{entry}: unexpected {kind} in a Timeloop problem folder; "
                                 f"allowed: *.yaml/*.yml problems and {COUNTS_FILE}")
         files.append(entry)
+    files = unique if unique is not None else files
     if not files:
         raise WorkloadError(f"{path}: no Timeloop problem files (*.yaml, *.yml) in the folder; "
                             "a workload is a folder of Timeloop problems, a YAML or ONNX file, "

@@ -416,3 +416,32 @@ def test_cli_export_failures(case: str, result_dir: Path, tmp_path: Path,
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("dosa export-timeloop: error: ")
     assert ("result_dir" if case == "missing-result" else "out_dir") in lines[0]
+
+
+def test_original_dosa_workload_folder(tmp_path: Path) -> None:
+    """The original's dataset/workloads/bert layout: flat problems, unique_layers.yaml,
+    layers.yaml (an index with a duplicate layer), layer_count.yaml and element-wise
+    problems that are never mapped; the listed problems and their counts are read."""
+    folder = tmp_path / "bert"
+    folder.mkdir()
+    shapes = {"mm_0": (768, 768), "mm_1": (64, 128), "mm_2": (128, 64), "mm_3": (768, 768),
+              "mm_4": (768, 3072), "mm_5": (3072, 768)}
+    for stem, (c, k) in shapes.items():
+        (folder / f"{stem}.yaml").write_text(
+            f"problem:\n  C: {c}\n  Hdilation: 1\n  Hstride: 1\n  K: {k}\n  N: 1\n  P: 128\n"
+            "  Q: 1\n  R: 1\n  S: 1\n  Wdilation: 1\n  Wstride: 1\n")
+    (folder / "mm_1_ews.yaml").write_text(
+        "problem:\n  instance: {S: 128}\n  shape: {name: elementwise, dimensions: [S]}\n")
+    (folder / "unique_layers.yaml").write_text("- mm_0\n- mm_1\n- mm_2\n- mm_4\n- mm_5\n")
+    (folder / "layers.yaml").write_text("".join(f"- {s}\n" for s in shapes))
+    counts = {"mm_0": 2, "mm_1": 1, "mm_2": 1, "mm_4": 1, "mm_5": 1}
+    (folder / "layer_count.yaml").write_text("".join(
+        f"'1_1_128_1_{shapes[s][0]}_{shapes[s][1]}_1_1_1_1_1':\n  count: {n}\n  name: {s}\n"
+        for s, n in counts.items()))
+    net = load_network(folder)
+    assert {lay.name: lay.count for lay in net} == counts
+    assert net.total_macs == 128 * (2 * 768 * 768 + 64 * 128 + 128 * 64 + 2 * 768 * 3072)
+    assert net.total_macs == load_network("bert").total_macs
+    (folder / "unique_layers.yaml").write_text("- mm_0\n- mm_9\n")
+    with pytest.raises(WorkloadError, match="lists 'mm_9'"):
+        load_network(folder)
