@@ -17,11 +17,16 @@ log = logging.getLogger("dosa")
 #: Seeds feed ``numpy.random.default_rng`` and skopt, which take unsigned 32-bit seeds.
 SEED_MAX = 2**32 - 1
 #: The search methods (dosa.experiments.METHODS less the internal "bo-flat"). The faithful
-#: baselines (random-paper, bo-paper) and the grid search run the original's fixed design
-#: spaces, so they refuse hardware bounds rather than silently ignore them.
+#: baselines (random-paper, bo-paper) run the original's fixed design spaces and objective
+#: (EDP), so they refuse hardware bounds and other objectives rather than silently ignore them.
 SEARCH_METHODS: tuple[str, ...] = ("dosa", "random", "bo", "random-paper", "bo-paper", "grid",
                                    "best-known")
-_BOUNDS = ("dosa", "random", "bo")
+#: What a search may minimise (dosa.evaluation.OBJECTIVES, repeated so that the CLI answers
+#: --help and bad options without importing torch).
+OBJECTIVES = ("edp", "latency", "energy")
+_BOUNDS = ("dosa", "random", "bo", "grid")
+#: ``--variant`` of ``dosa search`` when none is given: dosa_gd.RECOMMENDED.
+RECOMMENDED_VARIANT = "recommended"
 _MAX_BOUNDS = (*_BOUNDS, "best-known")
 #: ``dosa search`` option (argparse dest) -> the methods it applies to. The one source for
 #: which options reach a method (:func:`_search_config`), which are refused with a method
@@ -32,6 +37,7 @@ SEARCH_OPTIONS: dict[str, tuple[str, ...]] = {
     "max_sp_kb": _MAX_BOUNDS,
     "max_acc_kb": _MAX_BOUNDS,
     "max_area_mm2": _BOUNDS,
+    "objective": ("dosa", "random", "bo", "grid"),
     "starts": ("dosa",),
     "steps": ("dosa",),
     "round_every": ("dosa",),
@@ -39,6 +45,8 @@ SEARCH_OPTIONS: dict[str, tuple[str, ...]] = {
     "variant": ("dosa",),
     "start": ("dosa",),
     "predictor": ("dosa",),
+    "screen": ("dosa",),
+    "warm_start": ("dosa",),
     "num_hw": ("random", "bo", "random-paper", "bo-paper"),
     "mappings_per_layer": ("random", "random-paper"),
     "register_p": ("random-paper",),
@@ -157,25 +165,89 @@ def _check_search_options(args: argparse.Namespace) -> None:
     """Refuse an option given with a method it does not apply to (see SEARCH_OPTIONS).
 
     Silently ignoring e.g. ``--num-hw`` with ``--method dosa`` would let a user believe a
-    run used a budget it never saw.
+    run used a budget it never saw. ``--objective edp`` is accepted by every method, since
+    every method minimises EDP; another objective is refused by those that minimise EDP only.
     """
     for dest, methods in SEARCH_OPTIONS.items():
-        if getattr(args, dest) is not None and args.method not in methods:
-            raise ValueError(f"{_flag(dest)} applies to --method {', '.join(methods)} "
-                             f"(not {args.method})")
+        value = getattr(args, dest)
+        if value is None or args.method in methods:
+            continue
+        if dest == "objective":
+            if value == "edp":
+                continue
+            raise ValueError(f"--objective {value} applies to --method {', '.join(methods)} "
+                             f"(not {args.method}, which minimises EDP only)")
+        raise ValueError(f"{_flag(dest)} applies to --method {', '.join(methods)} "
+                         f"(not {args.method})")
 
 
 def _search_config(args: argparse.Namespace) -> dict[str, Any]:
-    """Method keyword arguments from the options that were given and apply to the method."""
-    return {dest: getattr(args, dest) for dest, methods in SEARCH_OPTIONS.items()
-            if args.method in methods and getattr(args, dest) is not None}
+    """Method keyword arguments from the options that were given and apply to the method.
+
+    ``--objective edp`` is left out: it is every method's default, so a run with it shares
+    the stored run (run key) of the same run without it.
+    """
+    config = {dest: getattr(args, dest) for dest, methods in SEARCH_OPTIONS.items()
+              if args.method in methods and getattr(args, dest) is not None
+              and not (dest == "objective" and args.objective == "edp")}
+    if args.method == "dosa" and config.get("variant", RECOMMENDED_VARIANT) == RECOMMENDED_VARIANT:
+        from dosa.search.dosa_gd import RECOMMENDED
+
+        config = {**RECOMMENDED, **{k: v for k, v in config.items() if k != "variant"}}
+        if args.screen is None and "starts" in config:  # fewer starts than the preset screens
+            config["screen"] = min(config["screen"], config["starts"])
+    return config
+
+
+def _check_screen(args: argparse.Namespace) -> None:
+    """``--screen`` takes at most one start per start (DosaConfig checks it too, but would
+    not name the flag)."""
+    if args.screen is None:
+        return
+    from dosa.search.dosa_gd import DosaConfig
+
+    starts = args.starts if args.starts is not None else DosaConfig().starts
+    if args.screen > starts:
+        raise ValueError(f"--screen {args.screen} exceeds the number of starts ({starts}, see "
+                         "--starts); allowed: 0 to the number of starts")
+
+
+def _warm_start(folder: str, network: Any) -> list[str]:
+    """The mappings of a previous ``dosa search`` result of the same network, as strings.
+
+    A result of another network (name, layer count or, when the result records it, the
+    network's content) is refused: its mappings would not fit the layers searched now.
+    """
+    from dosa.experiments import network_digest
+    from dosa.search.result import RESULT_FILE, SearchResult
+
+    path = Path(folder).expanduser()
+    if not (path / RESULT_FILE).is_file():
+        what = ("does not exist" if not path.exists() else
+                f"has no {RESULT_FILE}" if path.is_dir() else "is not a folder")
+        raise ValueError(f"--warm-start {folder}: {what}; expected a dosa search result folder")
+    try:
+        previous = SearchResult.read(path)
+    except (ValueError, KeyError, TypeError) as err:  # ResultError is a ValueError
+        raise ValueError(f"--warm-start {folder}: not a readable dosa search result "
+                         f"({_one_line(err)})") from None
+    if previous.workload != network.name or len(previous.mappings) != len(network.layers):
+        raise ValueError(f"--warm-start {folder}: a result of network {previous.workload!r} "
+                         f"({len(previous.mappings)} layers), not of {network.name!r} "
+                         f"({len(network.layers)} layers)")
+    digest = previous.provenance.get("network_sha256")
+    if digest is not None and digest != network_digest(network):
+        raise ValueError(f"--warm-start {folder}: a result of another version of network "
+                         f"{network.name!r} (its layers differ)")
+    return [m.to_string() for m in previous.mappings]
 
 
 def _diverged(args: argparse.Namespace, network_name: str) -> str:
     """One-line advice for a DOSA run whose loss became NaN/inf (usually a too-large --lr)."""
     from dosa.search.dosa_gd import DosaConfig
 
-    default = DosaConfig(variant=args.variant or "paper").learning_rate(network_name)
+    variant = "improved" if args.variant in (None, RECOMMENDED_VARIANT) else args.variant
+    default = DosaConfig(variant=variant).learning_rate(network_name)
     if args.lr is None:
         return (f"the search diverged (non-finite loss) at the default --lr {default:g}; "
                 f"try a smaller --lr")
@@ -190,6 +262,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
     # the search code or any search work.
     _check_search_options(args)
     out = check_output_dir(args.out, "--out")
+    _check_screen(args)
 
     from dosa.experiments import search_to_folder
     from dosa.workload import WorkloadError, load_network
@@ -199,6 +272,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
     except WorkloadError as err:
         raise ValueError(f"--workload {err}") from None
     config = _search_config(args)
+    if args.warm_start is not None:
+        config["warm_start"] = _warm_start(args.warm_start, network)
     try:
         result, loaded = search_to_folder(network, args.method, args.seed, config, out,
                                           force=args.force, progress=not args.quiet)
@@ -206,9 +281,11 @@ def _cmd_search(args: argparse.Namespace) -> int:
         raise ValueError(_diverged(args, network.name)) from None
     if loaded:
         log.info("result already complete in %s (use --force to recompute)", out)
-    summary = {k: result.to_json()[k] for k in ("method", "seed", "workload", "hardware",
-                                                "cycles", "energy_uj", "edp", "area_mm2",
-                                                "samples", "wall_s")}
+    stored = result.to_json()
+    summary = {k: stored[k] for k in ("method", "seed", "workload", "hardware", "cycles",
+                                      "energy_uj", "edp", "area_mm2", "samples", "wall_s")}
+    if stored.get("objective", "edp") != "edp":  # EDP runs print what they always printed
+        summary["objective"] = stored["objective"]
     print(json.dumps(summary, indent=1))
     return 0
 
@@ -267,9 +344,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="recompute even if --out holds a result (also replaces another run's)")
     se.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    def option(group: argparse._ArgumentGroup, dest: str, text: str, **kwargs: Any) -> None:
+    def option(group: argparse._ActionsContainer, dest: str, text: str, **kwargs: Any) -> None:
         group.add_argument(_flag(dest), dest=dest, help=_for_methods(dest, text), **kwargs)
 
+    option(se, "objective", "what the search minimises: edp (default), latency (cycles) or "
+           "energy (uJ); random-paper, bo-paper and best-known minimise EDP only",
+           choices=OBJECTIVES)
     h = se.add_argument_group("hardware bounds")
     option(h, "pe_dim", "fix the PE array side (e.g. 16 for FireSim)", type=_positive_int)
     option(h, "max_pe_dim", "largest PE array side", type=_positive_int)
@@ -277,14 +357,24 @@ def build_parser() -> argparse.ArgumentParser:
     option(h, "max_acc_kb", "largest accumulator (KB)", type=_positive_float)
     option(h, "max_area_mm2", "largest area (mm²)", type=_positive_float)
     g = se.add_argument_group("dosa options")
-    option(g, "starts", "number of start points (paper: 7)", type=_positive_int)
-    option(g, "steps", "gradient steps per start (paper: 1490)", type=_positive_int)
-    option(g, "round_every", "steps between roundings (paper: 500)", type=_positive_int)
+    option(g, "starts", "number of start points (default and paper: 7)", type=_positive_int)
+    option(g, "steps", "gradient steps per start (default 1346; paper: 1490)",
+           type=_positive_int)
+    option(g, "round_every", "steps between roundings (default 100; paper: 500)",
+           type=_positive_int)
     option(g, "lr", "learning rate (paper: per workload)", type=_positive_float)
-    option(g, "variant", "search configuration", choices=["paper", "improved"])
+    option(g, "variant", "search configuration: recommended (default: the improved schedule "
+           "with --screen 3, --steps 1346, --round-every 100, each overridable), improved, or "
+           "paper (the published schedule and defaults)",
+           choices=[RECOMMENDED_VARIANT, "improved", "paper"])
     option(g, "start", "start-point generator (default heuristic)",
            choices=["heuristic", "random", "milp"])
     option(g, "predictor", "latency predictor: analytical or a saved .pt file")
+    option(g, "screen", "starts taken from the best points of the hardware grid within the "
+           "bounds instead of random hardware (0 to --starts; default 3, paper and improved: 0)",
+           type=_count, metavar="N")
+    option(g, "warm_start", "a previous dosa search result folder of the same network: the "
+           "first start begins from its mappings", metavar="DIR")
     b = se.add_argument_group("baseline options")
     option(b, "num_hw", "hardware points (random, random-paper: 10; bo: 100; bo-paper: 100 "
            "random training points, then --proposals)",

@@ -320,10 +320,38 @@ def evaluate_frame(frame: pd.DataFrame, source: str = "frame", *,
     return result
 
 
+#: What a search minimises: network EDP (the paper's), latency (cycles) or energy (µJ).
+OBJECTIVES = ("edp", "latency", "energy")
+
+
+def objective_of(objective: str, cycles: np.ndarray, energy: np.ndarray) -> np.ndarray:
+    """The objective of (network or per-layer) cycles and energy, elementwise.
+
+    Per layer the same function ranks one layer's candidate mappings: on a fixed hardware the
+    network objective is monotone in each layer's cycles (latency), energy (energy) or, for
+    EDP, the product the searches have always used per layer.
+    """
+    if objective == "edp":
+        return np.asarray(cycles) * np.asarray(energy)
+    if objective == "latency":
+        return np.asarray(cycles, dtype=np.float64)
+    if objective == "energy":
+        return np.asarray(energy, dtype=np.float64)
+    raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+
+
+def network_objective(counts: np.ndarray, cycles: np.ndarray, energy: np.ndarray,
+                      objective: str = "edp") -> np.ndarray:
+    """Network objective of per-layer cycles/energy, reducing the last (layer) axis:
+    EDP (Σ count·cycles)·(Σ count·energy), latency Σ count·cycles or energy Σ count·energy."""
+    counts = np.asarray(counts, dtype=np.float64)
+    return objective_of(objective, (np.asarray(cycles) * counts).sum(axis=-1),
+                        (np.asarray(energy) * counts).sum(axis=-1))
+
+
 def network_edp(counts: np.ndarray, cycles: np.ndarray, energy: np.ndarray) -> np.ndarray:
     """Network EDP (Σ count·cycles)·(Σ count·energy), reducing the last (layer) axis."""
-    counts = np.asarray(counts, dtype=np.float64)
-    return (np.asarray(cycles) * counts).sum(axis=-1) * (np.asarray(energy) * counts).sum(axis=-1)
+    return network_objective(counts, cycles, energy, "edp")
 
 
 @dataclass(frozen=True)

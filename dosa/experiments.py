@@ -23,15 +23,16 @@ import json
 import logging
 import multiprocessing
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 from tqdm import tqdm
 
 from dosa.claims import artifacts_dir, runs_dir
+from dosa.search.dosa_gd import RECOMMENDED
 from dosa.search.options import PAPER_SEEDS
 from dosa.search.result import MAPPINGS_FILE, RESULT_FILE, ResultError, SearchResult
 from dosa.workload import Network, load_network
@@ -58,7 +59,8 @@ METHODS = {
 #: Named run configurations ("labels") shared by the notebooks, per profile. A label maps to a
 #: method and its keyword arguments; notebooks 02 and 03 ask for the same labels, so they share
 #: the stored runs. Full budgets are the paper's (spec §5.10, §6): ~10,000 samples per method.
-LABELS = {"dosa": "dosa", "dosa-improved": "dosa", "random": "random", "bo": "bo",
+LABELS = {"dosa": "dosa", "dosa-improved": "dosa", "dosa-screen": "dosa", "random": "random",
+          "bo": "bo",
           "dosa-both-pe16": "dosa",
           # the original baselines (spec §6.1, §6.2) and their ablations (notebook 03)
           "random-paper": "random-paper", "random-paper-regp": "random-paper",
@@ -77,6 +79,8 @@ BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
                  **SPACE_BOUNDS},
         "dosa-improved": {"starts": 7, "steps": 1490, "round_every": 100,
                           "variant": "improved", **SPACE_BOUNDS},
+        # the recommended configuration (the default of `dosa search`, notebook 08)
+        "dosa-screen": {"starts": 7, **RECOMMENDED, **SPACE_BOUNDS},
         "random": {"num_hw": 10, "mappings_per_layer": 1000},
         "bo": {"num_hw": 100},
         # FireSim setting (spec §8.2): 16x16 array, latency from the learned "both" predictor
@@ -96,6 +100,8 @@ BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
                  **SPACE_BOUNDS},
         "dosa-improved": {"starts": 1, "steps": 30, "round_every": 10, "variant": "improved",
                           **SPACE_BOUNDS},
+        "dosa-screen": {"starts": 2, "steps": 30, "round_every": 10, "variant": "improved",
+                        "screen": 1, **SPACE_BOUNDS},
         "random": {"num_hw": 2, "mappings_per_layer": 50},
         "bo": {"num_hw": 4, "initial_hw": 2, "mappings_per_hw": 20,
                "candidates_per_layer": 100, "top_k": 5},
@@ -187,28 +193,46 @@ def run_labels(jobs: Iterable[Job], profile: str, *, experiment: str,
             raise ValueError(f"label must be one of {sorted(LABELS)}, got {label!r}")
     for workload in {w for w, _, _ in jobs}:
         load_network(workload)
+    results = parallel_map(functools.partial(_run_job, profile=profile, experiment=experiment),
+                           jobs, workers=workers, desc=experiment, progress=progress)
+    return dict(zip(jobs, results, strict=True))
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def parallel_map(fn: Callable[[T], R], items: Sequence[T], *, workers: int | None = None,
+                 desc: str = "", progress: bool = False) -> list[R]:
+    """``[fn(x) for x in items]`` in ``workers`` processes (default :func:`default_workers`).
+
+    For deterministic, single-threaded searches only: each item's result is independent of
+    where it runs, so the numbers equal a sequential run. The first failure stops the map
+    (pending items are cancelled) and is raised. ``fn`` must be picklable (module level).
+    """
+    items = list(items)
     workers = default_workers() if workers is None else workers
-    out: dict[Job, SearchResult] = {}
-    with tqdm(total=len(jobs), desc=experiment, disable=not progress) as bar:
-        if workers <= 1 or len(jobs) <= 1:
-            for job in jobs:
-                out[job] = _run_job(job, profile, experiment)
+    out: dict[int, R] = {}
+    with tqdm(total=len(items), desc=desc, disable=not progress) as bar:
+        if workers <= 1 or len(items) <= 1:
+            for i, item in enumerate(items):
+                out[i] = fn(item)
                 bar.update()
-            return out
-        # spawn, not fork: a forked torch/OpenMP runtime can deadlock in the child
-        context = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context)
-        try:
-            futures = {pool.submit(_run_job, job, profile, experiment): job for job in jobs}
-            for future in as_completed(futures):
-                out[futures[future]] = future.result()
-                bar.update()
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-    return {job: out[job] for job in jobs}
+        else:
+            # spawn, not fork: a forked torch/OpenMP runtime can deadlock in the child
+            context = multiprocessing.get_context("spawn")
+            pool = ProcessPoolExecutor(min(workers, len(items)), mp_context=context)
+            try:
+                futures = {pool.submit(fn, item): i for i, item in enumerate(items)}
+                for future in as_completed(futures):
+                    out[futures[future]] = future.result()
+                    bar.update()
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+    return [out[i] for i in range(len(items))]
 
 
-def _run_job(job: Job, profile: str, experiment: str) -> SearchResult:
+def _run_job(job: Job, *, profile: str, experiment: str) -> SearchResult:
     """One job of :func:`run_labels`; a failure names the job."""
     workload, label, seed = job
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from search_checks import check_bounded
@@ -224,3 +226,82 @@ def test_bayes_flat_proposes_only_hardware_its_mapper_can_fill() -> None:
     assert not heuristic_fits(NET, Hardware(64, 1.0, 64.0))
     with pytest.raises(ValueError, match="heuristic mapper"):
         bayes_flat_search(NET, 0, num_hw=2, initial_hw=1, pe_dim=64, max_sp_kb=1.0)
+
+
+#: Only random hardware (initial_hw = num_hw) and every candidate evaluated (top_k >=
+#: candidates_per_layer): the draws are then the same for every objective, so the choice by an
+#: objective is at least as good in it as the EDP choice. The GP still ranks nothing here;
+#: test_objective_drives_both_gps covers the guided path.
+SAME_DRAWS = {"num_hw": 3, "initial_hw": 3, "mappings_per_hw": 10, "candidates_per_layer": 8,
+              "top_k": 8}
+
+
+@pytest.mark.parametrize(("objective", "key"), [("latency", "cycles"), ("energy", "energy_uj")])
+def test_objective_is_minimised(objective: str, key: str) -> None:
+    edp = bayes_search(NET, 0, **SAME_DRAWS)
+    res = bayes_search(NET, 0, **SAME_DRAWS, objective=objective)
+    assert res.objective == objective and res.config["objective"] == objective
+    assert edp.objective == "edp" and edp.config["objective"] == "edp"
+    hws = [(h["pe_dim"], h["sp_kb"], h["acc_kb"]) for h in res.extra["hardware_tried"]]
+    assert hws == [(h["pe_dim"], h["sp_kb"], h["acc_kb"]) for h in edp.extra["hardware_tried"]]
+    assert getattr(res, key) <= getattr(edp, key)
+    assert res.objective_value == pytest.approx(
+        min(h[objective] for h in res.extra["hardware_tried"]), rel=1e-12)
+    assert res.trajectory[-1][1] == pytest.approx(res.objective_value, rel=1e-12)
+
+
+def test_objective_drives_both_gps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The per-layer GP is fitted to the log of the objective, the outer GP told its log."""
+    fitted: list[np.ndarray] = []
+    real = bayes_module.lcb_top_k
+
+    def spy(train, log_edp, cands, top_k):  # type: ignore[no-untyped-def]
+        fitted.append(np.asarray(log_edp))
+        return real(train, log_edp, cands, top_k)
+
+    told: list[float] = []
+
+    class Told(bayes_module.Optimizer):  # type: ignore[misc,name-defined]
+        def tell(self, x, y, *args, **kwargs):  # type: ignore[no-untyped-def]
+            told.append(y)
+            return super().tell(x, y, *args, **kwargs)
+
+    monkeypatch.setattr(bayes_module, "lcb_top_k", spy)
+    monkeypatch.setattr(bayes_module, "Optimizer", Told)
+    res = bayes_search(NET, 0, **BUDGET, objective="latency")
+    hw = Hardware(**{k: res.extra["hardware_tried"][0][k] for k in ("pe_dim", "sp_kb",
+                                                                       "acc_kb")})
+    rng = np.random.default_rng(0)  # the first layer's training draws on the first hardware
+    train = sample_mappings(NET[0], hw, BUDGET["mappings_per_hw"], rng)
+    cycles, _ = bayes_module.evaluate_samples(NET, hw, [train, sample_mappings(
+        NET[1], hw, BUDGET["mappings_per_hw"], rng)])
+    np.testing.assert_array_equal(fitted[0], np.log(cycles[:len(train[0])]))
+    tried = res.extra["hardware_tried"]
+    assert all(set(h) == {"pe_dim", "sp_kb", "acc_kb", "latency"} for h in tried)
+    assert told == [math.log(h["latency"]) for h in tried]
+    assert res.cycles == pytest.approx(min(h["latency"] for h in tried), rel=1e-12)
+
+
+def test_bo_objective_in_result_json(tmp_path) -> None:
+    import json
+
+    from dosa.search.result import SearchResult
+
+    res = bayes_search(NET, 0, **SAME_DRAWS, objective="energy")
+    res.write(tmp_path / "run", NET)
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["objective"] == "energy"
+    assert SearchResult.read(tmp_path / "run").objective == "energy"
+
+
+def test_bo_flat_objective() -> None:
+    edp = bayes_flat_search(NET, 0, num_hw=3, initial_hw=3)
+    res = bayes_flat_search(NET, 0, num_hw=3, initial_hw=3, objective="latency")
+    assert res.objective == "latency" and res.config["objective"] == "latency"
+    assert res.cycles <= edp.cycles  # same random hardware, same (heuristic) mappings
+    assert res.cycles == min(h["latency"] for h in res.extra["hardware_tried"])
+
+
+@pytest.mark.parametrize("fn", [bayes_search, bayes_flat_search])
+def test_bo_rejects_bad_objective(fn) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match=r"^objective must be one of edp, latency, energy, got "):
+        fn(NET, 0, num_hw=1, initial_hw=1, objective="area")

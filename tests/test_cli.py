@@ -11,6 +11,7 @@ import pytest
 from dosa import data
 from dosa.cli import main
 from dosa.hardware import DOSA_BASE, Hardware
+from dosa.search.dosa_gd import RECOMMENDED
 from dosa.workload import DIMS, Layer
 
 EXAMPLE = "L3[WIO] Q7 K8 - L2[WI] N1 K4X - L1[O] K2 C4 P56 Q8 C16X - L0[W] N1"
@@ -305,13 +306,21 @@ def _one_error_line(err: str, prefix: str) -> str:
                                             "random-paper (not dosa)"),
     ("bo", ["--mappings-per-layer", "5"], "--mappings-per-layer applies to --method random, "
                                           "random-paper (not bo)"),
-    # the faithful baselines and the grid search have the original's fixed design space
+    # the faithful baselines have the original's fixed design space and objective
     ("random-paper", ["--max-pe-dim", "32"], "--max-pe-dim applies to --method dosa, random, "
-                                             "bo, best-known (not random-paper)"),
-    ("bo-paper", ["--pe-dim", "16"], "--pe-dim applies to --method dosa, random, bo "
+                                             "bo, grid, best-known (not random-paper)"),
+    ("bo-paper", ["--pe-dim", "16"], "--pe-dim applies to --method dosa, random, bo, grid "
                                      "(not bo-paper)"),
-    ("grid", ["--max-area-mm2", "3"], "--max-area-mm2 applies to --method dosa, random, bo "
-                                      "(not grid)"),
+    ("best-known", ["--max-area-mm2", "3"], "--max-area-mm2 applies to --method dosa, random, "
+                                            "bo, grid (not best-known)"),
+    ("random-paper", ["--objective", "latency"], "--objective latency applies to --method "
+     "dosa, random, bo, grid (not random-paper, which minimises EDP only)"),
+    ("bo-paper", ["--objective", "energy"], "--objective energy applies to --method dosa, "
+     "random, bo, grid (not bo-paper, which minimises EDP only)"),
+    ("best-known", ["--objective", "latency"], "--objective latency applies to --method dosa, "
+     "random, bo, grid (not best-known, which minimises EDP only)"),
+    ("random", ["--screen", "2"], "--screen applies to --method dosa (not random)"),
+    ("grid", ["--warm-start", "runs/x"], "--warm-start applies to --method dosa (not grid)"),
     ("grid", ["--num-hw", "3"], "--num-hw applies to --method random, bo, random-paper, "
                                 "bo-paper (not grid)"),
     ("bo", ["--argsort-bug", "off"], "--argsort-bug applies to --method bo-paper (not bo)"),
@@ -335,7 +344,7 @@ def test_search_refuses_option_of_another_method(
     assert calls == [] and not (tmp_path / "o").exists()
 
 
-@pytest.mark.parametrize("method", ["dosa", "random", "bo"])
+@pytest.mark.parametrize("method", ["dosa", "random", "bo", "grid"])
 def test_search_passes_hardware_bounds_to_every_method(
         method: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = _record_search(monkeypatch)
@@ -343,9 +352,25 @@ def test_search_passes_hardware_bounds_to_every_method(
               "--max-acc-kb", "16"]
     assert main(["search", "--workload", "bert", "--method", method, "--seed", "3",
                  "--out", str(tmp_path / "o"), *bounds]) == 0
-    assert calls[0]["config"] == {"max_area_mm2": 2.5, "max_pe_dim": 32, "max_sp_kb": 64.0,
-                                  "max_acc_kb": 16.0}
+    preset = RECOMMENDED if method == "dosa" else {}
+    assert calls[0]["config"] == {**preset, "max_area_mm2": 2.5, "max_pe_dim": 32,
+                                  "max_sp_kb": 64.0, "max_acc_kb": 16.0}
     assert calls[0]["method"] == method and calls[0]["seed"] == 3
+
+
+def test_dosa_search_defaults_to_the_recommended_configuration(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _record_search(monkeypatch)
+    out = str(tmp_path / "o")
+    assert main(["search", "--workload", "bert", "--out", out]) == 0
+    assert main(["search", "--workload", "bert", "--out", out, "--variant", "recommended",
+                 "--steps", "9", "--starts", "2"]) == 0
+    assert main(["search", "--workload", "bert", "--out", out, "--variant", "paper"]) == 0
+    assert main(["search", "--workload", "bert", "--out", out, "--screen", "0"]) == 0
+    assert calls[0]["config"] == RECOMMENDED
+    assert calls[1]["config"] == {**RECOMMENDED, "steps": 9, "starts": 2, "screen": 2}
+    assert calls[2]["config"] == {"variant": "paper"}
+    assert calls[3]["config"] == {**RECOMMENDED, "screen": 0}
 
 
 def test_search_config_follows_the_option_table(tmp_path: Path,
@@ -366,6 +391,15 @@ def test_search_config_follows_the_option_table(tmp_path: Path,
                  "--candidates-per-layer", "30", "--top-k", "3", "--argsort-bug", "off",
                  "--keep-all", "on"]) == 0
     assert main(["search", "--workload", "bert", "--method", "grid", "--out", out]) == 0
+    assert main(["search", "--workload", "bert", "--method", "grid", "--out", out,
+                 "--objective", "latency", "--pe-dim", "16", "--max-area-mm2", "3"]) == 0
+    assert main(["search", "--workload", "bert", "--out", out, "--objective", "energy",
+                 "--screen", "2"]) == 0
+    # edp is every method's default: left out, so the run key is that of the plain run
+    assert main(["search", "--workload", "bert", "--method", "bo", "--out", out,
+                 "--objective", "edp"]) == 0
+    assert main(["search", "--workload", "bert", "--method", "random-paper", "--out", out,
+                 "--objective", "edp"]) == 0
     assert [c["config"] for c in calls] == [
         {"num_hw": 2, "mappings_per_layer": 7, "pe_dim": 16},
         {"num_hw": 4},
@@ -374,6 +408,10 @@ def test_search_config_follows_the_option_table(tmp_path: Path,
         {"num_hw": 3, "mappings_per_layer": 9, "register_p": True},
         {"num_hw": 5, "mappings_per_hw": 8, "candidates_per_layer": 30, "top_k": 3,
          "proposals": 2, "argsort_bug": False, "keep_all": True},
+        {},
+        {"objective": "latency", "pe_dim": 16, "max_area_mm2": 3.0},
+        {**RECOMMENDED, "objective": "energy", "screen": 2},
+        {},
         {},
     ]
 
@@ -652,3 +690,157 @@ def test_search_methods_are_the_registered_methods() -> None:
     from dosa.experiments import METHODS
 
     assert set(SEARCH_METHODS) == set(METHODS) - {"bo-flat"}
+
+
+def test_cli_objectives_are_the_library_objectives() -> None:
+    from dosa.cli import OBJECTIVES
+    from dosa.evaluation import OBJECTIVES as LIBRARY
+
+    assert OBJECTIVES == LIBRARY
+
+
+@pytest.mark.parametrize("method", ["dosa", "random", "grid", "random-paper"])
+def test_search_bad_objective_is_one_line(method: str, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    calls = _record_search(monkeypatch)
+    with pytest.raises(SystemExit) as info:
+        main(["search", "--workload", "bert", "--method", method, "--objective", "throughput",
+              "--out", str(tmp_path / "o")])
+    assert info.value.code == 2
+    err = _one_error_line(capsys.readouterr().err, "dosa search: error: argument --objective")
+    assert "'edp', 'latency', 'energy'" in err and calls == []
+
+
+@pytest.mark.parametrize(("method", "budget"), [
+    ("random", ["--num-hw", "2", "--mappings-per-layer", "5"]),
+    ("bo", ["--num-hw", "2", "--mappings-per-hw", "5", "--candidates-per-layer", "10",
+            "--top-k", "2"]),
+    ("grid", ["--pe-dim", "16", "--max-sp-kb", "8", "--max-acc-kb", "8"]),
+    ("dosa", ["--starts", "1", "--steps", "4", "--round-every", "2"]),
+])
+def test_search_objective_end_to_end(method: str, budget: list[str], tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    out = tmp_path / "run"
+    assert main(["search", "--workload", "bert", "--method", method, "--objective", "latency",
+                 "--quiet", "--out", str(out), *budget]) == 0
+    stored = json.loads((out / "result.json").read_text())
+    summary = json.loads(capsys.readouterr().out)
+    assert stored["objective"] == summary["objective"] == "latency"
+    assert stored["provenance"]["config"]["objective"] == "latency"
+    assert summary["cycles"] == stored["cycles"]
+    if method != "dosa":
+        assert stored["config"]["objective"] == "latency"
+    # the same run without the objective is another run: refused, not reused
+    assert main(["search", "--workload", "bert", "--method", method, "--quiet",
+                 "--out", str(out), *budget]) == 2
+    assert "another run" in capsys.readouterr().err
+
+
+def test_search_edp_summary_has_no_objective(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """EDP runs print exactly what they printed before objectives existed."""
+    import json
+
+    assert _random_search("bert", tmp_path / "run") == 0
+    assert "objective" not in json.loads(capsys.readouterr().out)
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["objective"] == "edp"
+
+
+@pytest.mark.parametrize(("given", "message"), [
+    (["--screen", "-1"], "argument --screen: must be a non-negative integer, got '-1'"),
+    (["--screen", "x"], "argument --screen: must be a non-negative integer, got 'x'"),
+])
+def test_search_bad_screen_is_a_usage_error(given: list[str], message: str, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    calls = _record_search(monkeypatch)
+    with pytest.raises(SystemExit) as info:
+        main(["search", "--workload", "bert", "--out", str(tmp_path / "o"), *given])
+    assert info.value.code == 2
+    assert message in _one_error_line(capsys.readouterr().err, "dosa search: error: ")
+    assert calls == []
+
+
+@pytest.mark.parametrize(("given", "starts"), [(["--screen", "8"], 7),
+                                               (["--screen", "3", "--starts", "2"], 2)])
+def test_search_screen_beyond_starts_is_refused(given: list[str], starts: int, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    calls = _record_search(monkeypatch)
+    assert main(["search", "--workload", "bert", "--out", str(tmp_path / "o"), *given]) == 2
+    err = _one_error_line(capsys.readouterr().err, "dosa search: error: --screen ")
+    assert f"exceeds the number of starts ({starts}, see --starts)" in err and calls == []
+
+
+@pytest.fixture(scope="module")
+def bert_result(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small random-search result folder of bert, to warm-start from."""
+    out = tmp_path_factory.mktemp("warm") / "bert"
+    assert _random_search("bert", out) == 0
+    return out
+
+
+def test_search_warm_start_passes_the_mappings(bert_result: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from dosa.search.result import SearchResult
+
+    calls = _record_search(monkeypatch)
+    assert main(["search", "--workload", "bert", "--out", str(tmp_path / "o"),
+                 "--warm-start", str(bert_result)]) == 0
+    expected = [m.to_string() for m in SearchResult.read(bert_result).mappings]
+    assert calls[0]["config"] == {**RECOMMENDED, "warm_start": expected}
+
+
+def _copy_with(src: Path, dst: Path, **changes: object) -> Path:
+    """A copy of the result folder ``src`` whose result.json has ``changes`` (hash kept valid:
+    only result.json changes, and it records the hash of mappings.csv)."""
+    import json
+    import shutil
+
+    shutil.copytree(src, dst)
+    data = json.loads((dst / "result.json").read_text())
+    for key, value in changes.items():
+        if key == "network_sha256":
+            data["provenance"][key] = value
+        else:
+            data[key] = value
+    (dst / "result.json").write_text(json.dumps(data))
+    return dst
+
+
+@pytest.mark.parametrize("kind", ["missing", "file", "empty_dir", "corrupt", "other_network",
+                                  "other_version"])
+def test_search_bad_warm_start_is_one_line(kind: str, bert_result: Path, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "prev"
+    if kind == "missing":
+        expected = "does not exist"
+    elif kind == "file":
+        target.write_text("x")
+        expected = "is not a folder"
+    elif kind == "empty_dir":
+        target.mkdir()
+        expected = "has no result.json"
+    elif kind == "corrupt":
+        target.mkdir()
+        (target / "result.json").write_text("{not json")
+        expected = "not a readable dosa search result"
+    elif kind == "other_network":
+        tiny = tmp_path / "tiny"
+        assert _random_search(str(Path(__file__).resolve().parents[1] / "examples" /
+                                  "tiny_net.yaml"), tiny) == 0
+        capsys.readouterr()
+        target = tiny
+        expected = "a result of network 'tiny_net' (2 layers), not of 'bert' ("
+    else:
+        target = _copy_with(bert_result, target, network_sha256="0" * 64)
+        expected = "a result of another version of network 'bert'"
+    calls = _record_search(monkeypatch)
+    assert main(["search", "--workload", "bert", "--out", str(tmp_path / "o"),
+                 "--warm-start", str(target)]) == 2
+    err = _one_error_line(capsys.readouterr().err, f"dosa search: error: --warm-start {target}")
+    assert expected in err and calls == []

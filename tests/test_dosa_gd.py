@@ -161,3 +161,61 @@ def test_string_network_and_bad_options() -> None:
         dosa_search("bert", -1, starts=1, steps=4)
     with pytest.raises(ValueError, match="unknown DOSA option"):
         dosa_search("bert", 0, num_hw=3)
+
+
+# -- objectives, warm start, hardware screen ---------------------------------------------------
+def test_latency_objective_gives_no_more_cycles_than_edp(bert: Network) -> None:
+    opts = dict(SMALL, variant="improved", screen=1, max_area_mm2=2.0)
+    edp = dosa_search(bert, 0, **opts)
+    lat = dosa_search(bert, 0, objective="latency", **opts)
+    energy = dosa_search(bert, 0, objective="energy", **opts)
+    assert (edp.objective, lat.objective, energy.objective) == ("edp", "latency", "energy")
+    assert lat.cycles <= edp.cycles
+    assert energy.energy_uj <= edp.energy_uj
+    assert lat.objective_value == lat.cycles
+    assert lat.trajectory[-1][1] == pytest.approx(lat.cycles, rel=1e-12)
+    assert lat.to_json()["objective"] == "latency" and lat.config["objective"] == "latency"
+    assert max(r.area_mm2 for r in (edp, lat, energy)) <= 2.0
+
+
+def test_invalid_objective_and_screen_are_refused() -> None:
+    with pytest.raises(ValueError, match="objective must be one of edp, latency, energy"):
+        DosaConfig(objective="power")
+    with pytest.raises(ValueError, match=r"screen must be an integer in \[0, starts=2\]"):
+        DosaConfig(starts=2, screen=3)
+    with pytest.raises(ValueError, match="warm_start must be a list of mapping strings"):
+        DosaConfig(warm_start="L3[WIO] K1")
+
+
+def test_screen_is_never_worse_than_the_grid_in_the_same_bounds(bert: Network) -> None:
+    from dosa.search.grid import grid_search
+
+    for budget in (0.5, 2.0):
+        grid = grid_search(bert, 0, max_area_mm2=budget)
+        res = dosa_search(bert, 0, starts=2, steps=10, round_every=5, variant="improved",
+                          screen=1, max_area_mm2=budget)
+        assert res.edp <= grid.edp * (1 + 1e-12)
+        assert res.area_mm2 <= budget
+        # the screen's grid points are counted once, as the grid baseline counts them
+        assert res.samples == grid.samples + 1 + 2 * 10
+        assert [s["kind"] for s in res.extra["starts"]] == ["screen", "random"]
+
+
+def test_warm_start_from_a_tighter_budget_is_never_worse(bert: Network) -> None:
+    opts = dict(SMALL, variant="improved")
+    tight = dosa_search(bert, 0, max_area_mm2=0.6, **opts)
+    loose = dosa_search(bert, 0, max_area_mm2=1.5,
+                        warm_start=[m.to_string() for m in tight.mappings], **opts)
+    assert loose.edp <= tight.edp
+    assert loose.extra["starts"][0]["kind"] == "warm"
+    assert loose.extra["starts"][0]["start_hw"] == tight.hardware.to_dict()
+    assert list(loose.config["warm_start"]) == [m.to_string() for m in tight.mappings]
+
+
+def test_warm_start_of_another_network_is_refused(bert: Network) -> None:
+    other = dosa_search(load_network("resnet50"), 0, starts=1, steps=2, round_every=2)
+    strings = [m.to_string() for m in other.mappings]
+    with pytest.raises(ValueError, match="warm_start has"):
+        dosa_search(bert, 0, warm_start=strings, **SMALL)
+    with pytest.raises(ValueError):
+        dosa_search(bert, 0, warm_start=strings[:len(bert.layers)], **SMALL)

@@ -366,3 +366,25 @@ def test_bo_rejects_bad_budgets(bad) -> None:
 def test_random_paper_rejects_bad_seed() -> None:
     with pytest.raises(ValueError):
         random_paper_search(NET, 1.5, num_hw=1, mappings_per_layer=2)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("fn", "instead", "budget"), [
+    (random_paper_search, "random", {"num_hw": 1, "mappings_per_layer": 3}),
+    (bo_paper_search, "bo", {"num_hw": 1, "proposals": 0, "mappings_per_hw": 3,
+                             "candidates_per_layer": 6, "top_k": 2}),
+])
+def test_faithful_baselines_minimise_edp_only(fn, instead: str, budget: dict,
+                                              monkeypatch) -> None:
+    """They reproduce the original, which minimised EDP: another objective is refused at once
+    (naming the method that searches it), an unknown one like everywhere else."""
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("search work started")
+
+    monkeypatch.setattr(pb, "paper_random_hardware", forbidden)
+    monkeypatch.setattr(pb, "bo_random_hardware", forbidden)
+    with pytest.raises(ValueError, match=rf"minimises EDP only .*use method {instead} for "):
+        fn(NET, 0, **budget, objective="latency")
+    with pytest.raises(ValueError, match="^objective must be one of edp, latency, energy"):
+        fn(NET, 0, **budget, objective="area")
+    monkeypatch.undo()
+    assert fn(NET, 0, **budget, objective="edp").objective == "edp"

@@ -32,7 +32,8 @@ def test_budget_and_accounting(result) -> None:
     assert result.model_evals == 3 * len(NET) * 40
     assert result.config == {"num_hw": 3, "mappings_per_layer": 40, "pe_dim": None,
                              "max_pe_dim": None, "max_sp_kb": None, "max_acc_kb": None,
-                             "max_area_mm2": None}
+                             "max_area_mm2": None, "objective": "edp"}
+    assert result.objective == "edp"
     xs = [x for x, _ in result.trajectory]
     assert all(x % 40 == 0 for x in xs) and xs[-1] == result.samples
 
@@ -152,3 +153,43 @@ def test_as_network() -> None:
 def test_rejects_bad_seed(seed: object) -> None:
     with pytest.raises(ValueError, match=r"^seed must be an integer in \[0, 4294967295\], got "):
         random_search(NET, seed, num_hw=1, mappings_per_layer=5)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def by_objective(result) -> dict:
+    """The module's EDP run and the same seed and budget minimising latency and energy."""
+    return {"edp": result, **{o: random_search(NET, 0, num_hw=3, mappings_per_layer=40,
+                                                objective=o) for o in ("latency", "energy")}}
+
+
+@pytest.mark.parametrize(("objective", "key"), [("latency", "cycles"), ("energy", "energy_uj")])
+def test_objective_is_minimised(by_objective: dict, objective: str, key: str) -> None:
+    """Same seed, same draws (hardware and mappings), so the choice by ``objective`` can only
+    be as good or better in that quantity than the EDP choice."""
+    res, edp = by_objective[objective], by_objective["edp"]
+    assert res.objective == objective and res.config["objective"] == objective
+    assert tried_hardware(res) == tried_hardware(edp)
+    assert getattr(res, key) <= getattr(edp, key)
+    assert res.objective_value == getattr(res, key)
+    tried = res.extra["hardware_tried"]
+    assert res.objective_value == pytest.approx(min(h[objective] for h in tried), rel=1e-12)
+    assert res.trajectory[-1][1] == pytest.approx(res.objective_value, rel=1e-12)
+    assert res.edp == score_network(NET, res.mappings, res.hardware).edp
+
+
+def test_objective_in_result_json(by_objective: dict, tmp_path) -> None:
+    import json
+
+    from dosa.search.result import SearchResult
+
+    res = by_objective["latency"]
+    res.write(tmp_path / "run", NET)
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["objective"] == "latency"
+    assert SearchResult.read(tmp_path / "run").objective == "latency"
+
+
+@pytest.mark.parametrize("objective", ["EDP", "throughput", None, 3])
+def test_rejects_bad_objective(objective: object) -> None:
+    with pytest.raises(ValueError, match=r"^objective must be one of edp, latency, energy, got "):
+        random_search(NET, 0, num_hw=1, mappings_per_layer=5,
+                      objective=objective)  # type: ignore[arg-type]

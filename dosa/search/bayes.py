@@ -26,6 +26,10 @@
 ``bayes_flat_search`` ("bo-flat") is plain scikit-optimize BO over the three hardware numbers with
 a deterministic heuristic mapper (:func:`dosa.search.starts.heuristic_mappings`) inside.
 
+Both minimise network EDP by default; ``objective="latency"`` or ``"energy"`` puts that objective
+everywhere EDP stands above (the log of it for both GPs, the per-layer choice, the best design).
+The heuristic mapper of "bo-flat" itself stays EDP-driven.
+
 Sample accounting (paper): one proposed hardware counts ``mappings_per_hw`` samples for "bo"
 (100 in the paper) and 1 sample (one network design point) for "bo-flat". ``model_evals`` counts
 layer-mapping model evaluations: per hardware and layer the random training mappings plus the
@@ -52,10 +56,16 @@ from skopt.space import Integer
 from skopt.utils import cook_estimator
 from tqdm import tqdm
 
-from dosa.evaluation import network_edp
+from dosa.evaluation import network_objective, objective_of
 from dosa.hardware import Hardware
 from dosa.mapping import Mapping
-from dosa.search.options import HardwareBounds, check_seed, grid_hardware, positive_int
+from dosa.search.options import (
+    HardwareBounds,
+    check_objective,
+    check_seed,
+    grid_hardware,
+    positive_int,
+)
 from dosa.search.random_search import Samples, evaluate_samples, pick_best
 from dosa.search.result import SearchResult, Trajectory, finish_result
 from dosa.search.sampler import sample_mappings, single_threaded
@@ -66,7 +76,7 @@ log = logging.getLogger(__name__)
 R, S, P, Q, C, K, N = range(7)
 ACQ_FUNCS = ("EI", "LCB")
 LCB_KAPPA = 1.0  # inner-loop lower confidence bound: mean - 1·std (as the original)
-GP_NOISE = 1e-2  # white noise on standardised log-EDP targets
+GP_NOISE = 1e-2  # white noise on standardised log-objective targets
 NUM_FEATURES = 17
 ACQ_POINTS = 1000  # random hardware points on which the outer acquisition is minimised
 
@@ -97,7 +107,10 @@ def _layer_gp() -> GaussianProcessRegressor:
 
 def lcb_top_k(train: tuple[np.ndarray, np.ndarray, np.ndarray], log_edp: np.ndarray,
               cands: tuple[np.ndarray, np.ndarray, np.ndarray], top_k: int) -> np.ndarray:
-    """Indices of the ``top_k`` candidates of least GP lower confidence bound (mean - std)."""
+    """Indices of the ``top_k`` candidates of least GP lower confidence bound (mean - std).
+
+    ``log_edp`` is the log of whatever per-layer objective the search minimises (EDP by default).
+    """
     if len(cands[0]) <= top_k:
         return np.arange(len(cands[0]))
     x_train = encode_mappings(*train)
@@ -114,16 +127,18 @@ def _take(arrays: tuple[np.ndarray, np.ndarray, np.ndarray], idx: np.ndarray
 
 
 def inner_search(network: Network, hw: Hardware, rng: np.random.Generator, *,
-                 mappings_per_hw: int, candidates_per_layer: int, top_k: int
+                 mappings_per_hw: int, candidates_per_layer: int, top_k: int,
+                 objective: str = "edp"
                  ) -> tuple[list[Mapping], np.ndarray, np.ndarray, int]:
     """GP-guided per-layer mapping search on one hardware config.
 
-    Returns the per-layer least-EDP mappings, their cycles and energy [L], and the number of
-    layer-mapping model evaluations made.
+    The GP models the log per-layer ``objective``. Returns the per-layer least-``objective``
+    mappings, their cycles and energy [L], and the number of layer-mapping model evaluations
+    made.
     """
     train = [sample_mappings(layer, hw, mappings_per_hw, rng) for layer in network]
     cycles, energy = evaluate_samples(network, hw, train)
-    log_edp = np.log(cycles * energy)
+    log_edp = np.log(objective_of(objective, cycles, energy))
     bounds = np.cumsum([0] + [len(t[0]) for t in train])
     picked: Samples = []
     for i, layer in enumerate(network):
@@ -141,7 +156,7 @@ def inner_search(network: Network, hw: Hardware, rng: np.random.Generator, *,
         m_cycles += [cycles[bounds[i]:bounds[i + 1]], p_cycles[p_bounds[i]:p_bounds[i + 1]]]
         m_energy += [energy[bounds[i]:bounds[i + 1]], p_energy[p_bounds[i]:p_bounds[i + 1]]]
     mappings, best_c, best_e = pick_best(merged, np.concatenate(m_cycles),
-                                         np.concatenate(m_energy))
+                                         np.concatenate(m_energy), objective)
     return mappings, best_c, best_e, int(len(cycles) + len(p_cycles))
 
 
@@ -198,9 +213,10 @@ def _hardware_bo(network: Network, seed: int, *, num_hw: int, initial_hw: int,
                  bounds: HardwareBounds, acq_func: str, progress: bool, desc: str,
                  samples_per_hw: int,
                  evaluate_hw: Callable[[Hardware], tuple[list[Mapping], float, int]],
-                 usable: Callable[[Hardware], bool] | None = None
+                 usable: Callable[[Hardware], bool] | None = None, objective: str = "edp"
                  ) -> tuple[Hardware, list[Mapping], int, Trajectory, list[dict[str, Any]]]:
-    """The outer skopt loop shared by both BO variants: minimise log network EDP over hw.
+    """The outer skopt loop shared by both BO variants: minimise the log of the network
+    ``objective`` (the value ``evaluate_hw`` returns) over hw.
 
     skopt's default GP (Matérn-5/2 ARD, Gaussian noise, normalised y) but with one L-BFGS run per
     fit instead of three and the acquisition evaluated on 1000 random points instead of 10000:
@@ -238,17 +254,19 @@ def _hardware_bo(network: Network, seed: int, *, num_hw: int, initial_hw: int,
             hw = space.to_hardware(x)
             if not bounds.feasible(hw):  # guaranteed by HardwareSpace; checked, not assumed
                 raise RuntimeError(f"BO proposed {hw}, outside the bounds ({bounds})")
-            mappings, edp, n_eval = evaluate_hw(hw)
+            mappings, value, n_eval = evaluate_hw(hw)
             evals += n_eval
-            if not (math.isfinite(edp) and edp > 0):
-                raise FloatingPointError(f"network EDP {edp} on {hw} is not a positive number")
+            if not (math.isfinite(value) and value > 0):
+                raise FloatingPointError(f"network {objective} {value} on {hw} is not a "
+                                         "positive number")
             if opt is not None:
-                opt.tell(x, math.log(edp))
-            traj.record((i + 1) * samples_per_hw, edp)
-            history.append({**hw.to_dict(), "edp": edp})
-            log.debug("%s hw %d/%d %s: network EDP %.4g", desc, i + 1, num_hw, hw, edp)
-            if best is None or edp < best[0]:
-                best = (edp, hw, mappings)
+                opt.tell(x, math.log(value))
+            traj.record((i + 1) * samples_per_hw, value)
+            history.append({**hw.to_dict(), objective: value})
+            log.debug("%s hw %d/%d %s: network %s %.4g", desc, i + 1, num_hw, hw, objective,
+                      value)
+            if best is None or value < best[0]:
+                best = (value, hw, mappings)
     assert best is not None
     return best[1], best[2], evals, traj, history
 
@@ -258,7 +276,7 @@ def bayes_search(network: Network | str, seed: int, *, num_hw: int = 100,
                  candidates_per_layer: int = 1000, top_k: int = 10, pe_dim: int | None = None,
                  max_pe_dim: int | None = None, max_sp_kb: float | None = None,
                  max_acc_kb: float | None = None, max_area_mm2: float | None = None,
-                 acq_func: str = "EI", progress: bool = False,
+                 acq_func: str = "EI", objective: str = "edp", progress: bool = False,
                  checkpoint_dir: Path | None = None) -> SearchResult:
     """Nested BO baseline ("bo"): skopt over hardware, GP-ranked random mappings per layer.
 
@@ -266,10 +284,12 @@ def bayes_search(network: Network | str, seed: int, *, num_hw: int = 100,
     ``num_hw`` proposals are random; the rest follow ``acq_func`` ("EI" or "LCB").
     ``pe_dim`` fixes the array side; ``max_pe_dim``, ``max_sp_kb``, ``max_acc_kb`` and
     ``max_area_mm2`` bound the hardware as in DOSA (only feasible grid points are proposed).
-    Deterministic in ``seed``. ``checkpoint_dir`` is accepted for the common method signature
-    but unused (a full run takes well under a minute).
+    ``objective`` (edp, latency, energy) is what both GPs model (as its log) and what picks
+    the mappings and the design. Deterministic in ``seed``. ``checkpoint_dir`` is accepted for
+    the common method signature but unused (a full run takes well under a minute).
     """
     seed = check_seed(seed)
+    objective = check_objective(objective)
     network = as_network(network)
     mappings_per_hw = positive_int("mappings_per_hw", mappings_per_hw)
     candidates_per_layer = positive_int("candidates_per_layer", candidates_per_layer)
@@ -283,39 +303,42 @@ def bayes_search(network: Network | str, seed: int, *, num_hw: int = 100,
     def evaluate_hw(hw: Hardware) -> tuple[list[Mapping], float, int]:
         mappings, cycles, energy, n_eval = inner_search(
             network, hw, rng, mappings_per_hw=mappings_per_hw,
-            candidates_per_layer=candidates_per_layer, top_k=top_k)
-        return mappings, float(network_edp(network.counts_array(), cycles, energy)), n_eval
+            candidates_per_layer=candidates_per_layer, top_k=top_k, objective=objective)
+        value = network_objective(network.counts_array(), cycles, energy, objective)
+        return mappings, float(value), n_eval
 
     hw, mappings, evals, traj, history = _hardware_bo(
         network, seed, num_hw=num_hw, initial_hw=initial_hw, bounds=bounds, acq_func=acq_func,
         progress=progress, desc=f"bo {network.name}", samples_per_hw=mappings_per_hw,
-        evaluate_hw=evaluate_hw)
+        evaluate_hw=evaluate_hw, objective=objective)
     num_hw, initial_hw = int(num_hw), int(initial_hw)  # validated by _hardware_bo
     config = {"num_hw": num_hw, "initial_hw": initial_hw, "mappings_per_hw": mappings_per_hw,
               "candidates_per_layer": candidates_per_layer, "top_k": top_k,
-              **bounds.to_dict(), "acq_func": acq_func}
+              **bounds.to_dict(), "acq_func": acq_func, "objective": objective}
     return finish_result(method="bo", seed=seed, network=network, hardware=hw, mappings=mappings,
                          samples=num_hw * mappings_per_hw, model_evals=evals,
                          wall_s=time.perf_counter() - t0, trajectory=traj, config=config,
-                         extra={"hardware_tried": history})
+                         extra={"hardware_tried": history}, objective=objective)
 
 
 def bayes_flat_search(network: Network | str, seed: int, *, num_hw: int = 100,
                       initial_hw: int = 10, pe_dim: int | None = None,
                       max_pe_dim: int | None = None, max_sp_kb: float | None = None,
                       max_acc_kb: float | None = None, max_area_mm2: float | None = None,
-                      acq_func: str = "EI", progress: bool = False,
+                      acq_func: str = "EI", objective: str = "edp", progress: bool = False,
                       checkpoint_dir: Path | None = None) -> SearchResult:
     """Flat BO baseline ("bo-flat"): skopt over the 3 hardware numbers, heuristic mapper inside.
 
-    Each proposal is one network design point (1 sample). Hardware arguments and ``network``
-    as for :func:`bayes_search`. Deterministic in ``seed`` as long as the heuristic mapper is
+    Each proposal is one network design point (1 sample). Hardware arguments, ``objective``
+    (outer GP and best design only: the heuristic mapper is fixed) and ``network`` as for
+    :func:`bayes_search`. Deterministic in ``seed`` as long as the heuristic mapper is
     deterministic. ``checkpoint_dir`` is unused.
     """
     from dosa.evaluation import score_network
     from dosa.search.starts import heuristic_fits, heuristic_mappings
 
     seed = check_seed(seed)
+    objective = check_objective(objective)
     network = as_network(network)
     bounds = HardwareBounds(pe_dim=pe_dim, max_pe_dim=max_pe_dim, max_sp_kb=max_sp_kb,
                             max_acc_kb=max_acc_kb, max_area_mm2=max_area_mm2)
@@ -324,16 +347,20 @@ def bayes_flat_search(network: Network | str, seed: int, *, num_hw: int = 100,
 
     def evaluate_hw(hw: Hardware) -> tuple[list[Mapping], float, int]:
         mappings = list(heuristic_mappings(network, hw))
-        return mappings, score_network(network, mappings, hw, check=True).edp, len(network)
+        score = score_network(network, mappings, hw, check=True)
+        value = score.edp if objective == "edp" else float(
+            objective_of(objective, score.cycles, score.energy_uj))
+        return mappings, value, len(network)
 
     hw, mappings, evals, traj, history = _hardware_bo(
         network, seed, num_hw=num_hw, initial_hw=initial_hw, bounds=bounds, acq_func=acq_func,
         progress=progress, desc=f"bo-flat {network.name}", samples_per_hw=1,
-        evaluate_hw=evaluate_hw, usable=lambda hw: heuristic_fits(network, hw))
+        evaluate_hw=evaluate_hw, usable=lambda hw: heuristic_fits(network, hw),
+        objective=objective)
     num_hw, initial_hw = int(num_hw), int(initial_hw)  # validated by _hardware_bo
     config = {"num_hw": num_hw, "initial_hw": initial_hw, **bounds.to_dict(),
-              "acq_func": acq_func}
+              "acq_func": acq_func, "objective": objective}
     return finish_result(method="bo-flat", seed=seed, network=network, hardware=hw,
                          mappings=mappings, samples=num_hw, model_evals=evals,
                          wall_s=time.perf_counter() - t0, trajectory=traj, config=config,
-                         extra={"hardware_tried": history})
+                         extra={"hardware_tried": history}, objective=objective)

@@ -71,7 +71,7 @@ from dosa.evaluation import network_edp, tile_words_batch
 from dosa.hardware import ACC_WORD_BYTES, SP_WORD_BYTES, Hardware
 from dosa.mapping import DRAM_ORDERS, NUM_DIMS, NUM_LEVELS, Mapping, order_to_rank
 from dosa.model import evaluate
-from dosa.search.grid import POINTS_PER_BATCH, _score_batch
+from dosa.search.grid import POINTS_PER_BATCH, score_points
 from dosa.search.options import (
     HardwareBounds,
     check_seed,
@@ -624,7 +624,7 @@ def _grid_stage(search: _Search, hws: list[Hardware]
     scored = []
     for lo in range(0, len(hws), POINTS_PER_BATCH):
         chunk = hws[lo:lo + POINTS_PER_BATCH]
-        for hw, (edp, mappings, n) in zip(chunk, _score_batch(search.network, chunk),
+        for hw, (edp, mappings, n) in zip(chunk, score_points(search.network, chunk),
                                           strict=True):
             search.evals += n
             if math.isfinite(edp):

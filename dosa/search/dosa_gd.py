@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dosa.evaluation import network_edp
+from dosa.evaluation import network_edp, network_objective, objective_of
 from dosa.hardware import Hardware, area_model
 from dosa.mapping import (
     DRAM_ORDERS,
@@ -50,6 +50,7 @@ from dosa.mapping import (
 from dosa.model import capacities, discretize_hw, evaluate, min_hw
 from dosa.search.options import (
     HardwareBounds,
+    check_objective,
     check_seed,
     config_from_options,
     positive_int,
@@ -76,6 +77,11 @@ COORDS: tuple[tuple[str, int, int, float], ...] = (
 )
 VARIANTS = ("paper", "improved")
 STARTS = ("heuristic", "random", "milp")
+#: The recommended configuration (the default of ``dosa search``, chosen in notebook 08): the
+#: improved schedule, 3 of the 7 starts from the hardware screen, and 1,346 steps so that the
+#: total stays at the paper's ~10,500 samples (7 x 1,346 steps + up to 1,008 screened points).
+RECOMMENDED: dict[str, Any] = {"variant": "improved", "round_every": 100, "steps": 1346,
+                               "screen": 3}
 
 
 @dataclass(frozen=True)
@@ -97,6 +103,14 @@ class DosaConfig:
     max_acc_kb: float | None = None
     max_area_mm2: float | None = None
     predictor: str | None = None
+    #: What the search minimises (:data:`dosa.evaluation.OBJECTIVES`).
+    objective: str = "edp"
+    #: Mapping strings of a previous design of the same network (one per layer): start 0
+    #: begins from them and their minimal hardware instead of a random start.
+    warm_start: tuple[str, ...] | None = None
+    #: Starts taken from the best points of the power-of-two hardware grid inside the bounds,
+    #: scored with the heuristic mapper, instead of random hardware (0 = none).
+    screen: int = 0
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -107,6 +121,17 @@ class DosaConfig:
             positive_int(name, getattr(self, name))
         for name in ("lr", "smooth"):
             positive_number(name, getattr(self, name), optional=True)
+        check_objective(self.objective)
+        if isinstance(self.screen, bool) or not isinstance(self.screen, int) \
+                or not 0 <= self.screen <= self.starts:
+            raise ValueError(f"screen must be an integer in [0, starts={self.starts}], "
+                             f"got {self.screen!r}")
+        if self.warm_start is not None:
+            if isinstance(self.warm_start, str) or not all(
+                    isinstance(m, str) for m in self.warm_start):
+                raise ValueError("warm_start must be a list of mapping strings (one per layer), "
+                                 f"got {self.warm_start!r}")
+            object.__setattr__(self, "warm_start", tuple(self.warm_start))
         self.bounds()  # validates the hardware bounds (one implementation for every method)
 
     def learning_rate(self, workload: str) -> float:
@@ -211,6 +236,7 @@ class _Problem:
 
 @dataclass
 class _Candidate:
+    value: float  # the objective's value
     edp: float
     hardware: Hardware
     mappings: list[str]
@@ -228,7 +254,8 @@ def _exact(problem: _Problem, mappings: list[Mapping], predictor: Any
 
 def _order_search(problem: _Problem, mappings: list[Mapping], predictor: Any
                   ) -> tuple[list[Mapping], int]:
-    """Greedy per-layer choice among the canonical DRAM orders by exact network EDP (§5.7).
+    """Greedy per-layer choice among the canonical DRAM orders by the exact network objective
+    (EDP in the paper, §5.7).
 
     Loop orders do not change tile sizes, so the min-HW - and the other layers' scores - stay
     fixed while one layer's order is chosen. (Trying every order of the DRAM loops instead of
@@ -257,8 +284,9 @@ def _order_search(problem: _Problem, mappings: list[Mapping], predictor: Any
         other_c = (counts * cur_c).sum() - counts[layer] * cur_c[layer]
         other_e = (counts * cur_e).sum() - counts[layer] * cur_e[layer]
         n = counts[layer]
-        value = (other_c + n * cyc[idx]) * (other_e + n * en[idx])
-        current = (other_c + n * cur_c[layer]) * (other_e + n * cur_e[layer])
+        value = objective_of(problem.cfg.objective, other_c + n * cyc[idx], other_e + n * en[idx])
+        current = objective_of(problem.cfg.objective, other_c + n * cur_c[layer],
+                               other_e + n * cur_e[layer])
         k = int(np.argmin(value))
         if value[k] < current:
             chosen[layer] = variants[idx[k]]
@@ -317,7 +345,7 @@ def _bound_penalty(cfg: DosaConfig, hw: torch.Tensor) -> torch.Tensor:
 
 def _start_points(problem: _Problem, cfg: DosaConfig, seed: int, start: int
                   ) -> tuple[Hardware, list[Mapping], int, int]:
-    """(start hw, mappings, samples, model evals) of one start."""
+    """(start hw, mappings, samples, model evals) of one random start."""
     hw0 = _start_hardware(cfg, seed, start)
     if cfg.start == "heuristic":
         return hw0, heuristic_mappings(problem.network, hw0), 1, 0
@@ -328,28 +356,94 @@ def _start_points(problem: _Problem, cfg: DosaConfig, seed: int, start: int
     return hw0, mappings, cfg.start_k, evals
 
 
+def _warm_start(problem: _Problem, cfg: DosaConfig) -> tuple[Hardware, list[Mapping], int, int]:
+    """The given design as a start: its mappings, on the minimal hardware that runs them."""
+    assert cfg.warm_start is not None
+    network = problem.network
+    if len(cfg.warm_start) != len(network.layers):
+        raise ValueError(f"warm_start has {len(cfg.warm_start)} mappings; network "
+                         f"{network.name!r} has {len(network.layers)} layers")
+    mappings = [parse_mapping(text) for text in cfg.warm_start]
+    for layer, m in zip(network.layers, mappings, strict=True):
+        m.check(layer)  # a mapping of another network is refused here, naming the layer
+    _, _, hw = _exact(problem, mappings, None)
+    return Hardware(int(hw[0, 0]), float(hw[0, 1]), float(hw[0, 2])), mappings, 1, 0
+
+
+def _screened_starts(problem: _Problem, cfg: DosaConfig, count: int
+                     ) -> list[tuple[Hardware, list[Mapping], int, int]]:
+    """Starts on the ``count`` best points of the power-of-two grid inside the bounds.
+
+    Every point is scored with the heuristic mapper (one sample per point, the grid
+    baseline's accounting); the samples and model evaluations are booked on the first
+    screened start, so the run's total counts them once. The screen makes DOSA never worse
+    than the grid baseline inside the same bounds: its best point is a start, and DOSA's
+    answer is never worse than a start.
+    """
+    from dosa.search.grid import grid_points, score_points
+
+    bounds = cfg.bounds()
+    pe_dims = None if cfg.pe_dim is None else (cfg.pe_dim,)
+    hws = [hw for hw in grid_points(pe_dims) if bounds.feasible(hw)]
+    scored = [(value, i, hw, mappings, n) for i, (hw, (value, mappings, n))
+              in enumerate(zip(hws, score_points(problem.network, hws, cfg.objective),
+                               strict=True)) if math.isfinite(value)]
+    if len(scored) < count:
+        raise ValueError(f"screen={count}, but only {len(scored)} grid points within the "
+                         f"hardware bounds ({bounds}) hold the network")
+    scored.sort(key=lambda x: (x[0], x[1]))
+    evals = sum(n for *_, n in scored)
+    return [(hw, mappings, len(hws) if j == 0 else 0, evals if j == 0 else 0)
+            for j, (_, _, hw, mappings, _) in enumerate(scored[:count])]
+
+
+def _all_starts(problem: _Problem, cfg: DosaConfig, seed: int
+                ) -> tuple[list[tuple[Hardware, list[Mapping], int, int]], list[str]]:
+    """Start 0 from ``warm_start`` (if given), then ``screen`` screened starts, then random
+    starts (numbered by their position, so a run without warm start or screen is unchanged),
+    and each start's kind ("warm", "screen", "random")."""
+    starts = [_warm_start(problem, cfg)] if cfg.warm_start is not None else []
+    if cfg.screen:
+        starts += _screened_starts(problem, cfg, min(cfg.screen, cfg.starts - len(starts)))
+    kinds = ["warm"] * (cfg.warm_start is not None) + ["screen"] * (len(starts) - (
+        cfg.warm_start is not None))
+    starts += [_start_points(problem, cfg, seed, g) for g in range(len(starts), cfg.starts)]
+    return starts, kinds + ["random"] * (cfg.starts - len(kinds))
+
+
+def _objective_loss(objective: str, cycles: torch.Tensor, energy: torch.Tensor) -> torch.Tensor:
+    """The differentiable objective of normalised network cycles and energy per start."""
+    if objective == "latency":
+        return cycles
+    if objective == "energy":
+        return energy
+    return cycles * energy
+
+
 def _run_starts(network: Network, cfg: DosaConfig, seed: int, predictor: Any, lr: float,
                 bar: Any) -> list[dict[str, Any]]:
     """All starts at once (one batch of G x L rows): GD with periodic rounding."""
     groups = cfg.starts
     problem = _Problem(network, cfg, groups)
     n_layers = problem.layers
-    starts = [_start_points(problem, cfg, seed, g) for g in range(groups)]
+    starts, kinds = _all_starts(problem, cfg, seed)
     mappings = [m.canonical() for _, ms, _, _ in starts for m in ms]
-    records = [{"start": g, "start_hw": starts[g][0].to_dict(), "best": None, "history": [],
+    records = [{"start": g, "kind": kinds[g], "start_hw": starts[g][0].to_dict(), "best": None,
+                "history": [],
                 "samples": starts[g][2], "model_evals": starts[g][3]} for g in range(groups)]
     counts = problem.counts.numpy()
 
     def consider(designs: list[Mapping], steps_done: int) -> None:
         cyc, en, hw = _exact(problem, designs, predictor)
         edp = network_edp(counts, cyc, en)
+        value = network_objective(counts, cyc, en, cfg.objective)
         for g in range(groups):
             rec = records[g]
             rec["model_evals"] += n_layers
-            rec["history"].append([rec["samples"] + steps_done, float(edp[g])])
+            rec["history"].append([rec["samples"] + steps_done, float(value[g])])
             hw_g = Hardware(int(hw[g, 0]), float(hw[g, 1]), float(hw[g, 2]))
-            if cfg.feasible(hw_g) and (rec["best"] is None or edp[g] < rec["best"].edp):
-                rec["best"] = _Candidate(float(edp[g]), hw_g,
+            if cfg.feasible(hw_g) and (rec["best"] is None or value[g] < rec["best"].value):
+                rec["best"] = _Candidate(float(value[g]), float(edp[g]), hw_g,
                                          [m.to_string() for m in
                                           designs[g * n_layers:(g + 1) * n_layers]],
                                          rec["samples"] + steps_done)
@@ -367,7 +461,7 @@ def _run_starts(network: Network, cfg: DosaConfig, seed: int, predictor: Any, lr
         tot_e = (problem.counts * energy).sum(dim=1)
         if scale_c is None:
             scale_c, scale_e = tot_c.detach(), tot_e.detach()
-        perf = (tot_c / scale_c) * (tot_e / scale_e)
+        perf = _objective_loss(cfg.objective, tot_c / scale_c, tot_e / scale_e)
         invalid = ((torch.relu(1 - temporal) ** 2).sum(dim=(1, 2))
                    + (torch.relu(1 - spatial) ** 2).sum(dim=(1, 2))).view(groups, n_layers)
         loss = (perf + perf.detach() * (invalid.sum(dim=1) + _bound_penalty(cfg, hw_t))).sum()
@@ -392,9 +486,9 @@ def _run_starts(network: Network, cfg: DosaConfig, seed: int, predictor: Any, lr
                 records[g]["model_evals"] += n
                 rounded += designs
             consider(rounded, step + 1)
-            best = min((r["best"].edp for r in records if r["best"] is not None),
+            best = min((r["best"].value for r in records if r["best"] is not None),
                        default=math.inf)
-            bar.set_postfix(best_edp=f"{best:.4g}")
+            bar.set_postfix({f"best_{cfg.objective}": f"{best:.4g}"})
             if step + 1 < cfg.steps:
                 rank = torch.from_numpy(np.stack([m.rank for m in rounded]).copy())
                 with torch.no_grad():
@@ -442,13 +536,14 @@ def dosa_search(network: Network | str, seed: int, *, progress: bool = False,
     feasible = [r for r in records if r["best"] is not None]
     if not feasible:
         raise ValueError("no start produced a design within the hardware bounds")
-    winner = min(feasible, key=lambda r: r["best"]["edp"])
+    winner = min(feasible, key=lambda r: r["best"]["value"])
     mappings = [parse_mapping(s) for s in winner["best"]["mappings"]]
     hw = Hardware.from_dict(winner["best"]["hardware"])
     extra: dict[str, Any] = {
         "best_start": winner["start"],
-        "starts": [{"start": r["start"], "start_hw": r["start_hw"],
+        "starts": [{"start": r["start"], "kind": r["kind"], "start_hw": r["start_hw"],
                     "best_edp": None if r["best"] is None else r["best"]["edp"],
+                    "best_value": None if r["best"] is None else r["best"]["value"],
                     "history": r["history"]} for r in records],
         "learning_rate": lr,
         "sample_accounting": "1 per gradient step + 1 per start point (paper, spec §5.9)",
@@ -457,10 +552,11 @@ def dosa_search(network: Network | str, seed: int, *, progress: bool = False,
                            mappings=mappings, samples=offset, model_evals=model_evals,
                            wall_s=time.perf_counter() - t0, trajectory=trajectory,
                            config=asdict(cfg), extra=extra, predictor=predictor,
-                           evaluator=evaluator)
-    if not math.isclose(result.edp, winner["best"]["edp"], rel_tol=1e-9):
-        raise AssertionError(f"exact re-score {result.edp} != search score {winner['best']['edp']}")
+                           evaluator=evaluator, objective=cfg.objective)
+    if not math.isclose(result.objective_value, winner["best"]["value"], rel_tol=1e-9):
+        raise AssertionError(f"exact re-score {result.objective_value} != search score "
+                             f"{winner['best']['value']}")
     return result
 
 
-__all__ = ["DosaConfig", "dosa_search", "order_to_rank", "PAPER_LR", "VARIANTS"]
+__all__ = ["DosaConfig", "dosa_search", "order_to_rank", "PAPER_LR", "RECOMMENDED", "VARIANTS"]

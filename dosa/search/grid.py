@@ -27,11 +27,18 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dosa.evaluation import network_edp
+from dosa.evaluation import network_objective
 from dosa.hardware import Hardware
 from dosa.mapping import Mapping
 from dosa.model import evaluate
-from dosa.search.options import LOG2_ACC_KB_RANGE, LOG2_PE_RANGE, LOG2_SP_KB_RANGE, check_seed
+from dosa.search.options import (
+    LOG2_ACC_KB_RANGE,
+    LOG2_PE_RANGE,
+    LOG2_SP_KB_RANGE,
+    HardwareBounds,
+    check_objective,
+    check_seed,
+)
 from dosa.search.random_search import pick_best
 from dosa.search.result import SearchResult, Trajectory, finish_result
 from dosa.search.sampler import single_threaded
@@ -60,9 +67,12 @@ def grid_points(pe_dims: Sequence[int] | None = None, sp_kb: Sequence[float] | N
     return [Hardware(int(p), float(s), float(a)) for p, s, a in itertools.product(*axes)]
 
 
-def _score_batch(network: Network, hws: list[Hardware]
+def score_points(network: Network, hws: list[Hardware], objective: str = "edp"
                  ) -> list[tuple[float, list[Mapping], int]]:
-    """(network EDP or inf, heuristic mappings, candidates evaluated) for each point."""
+    """(network objective or inf, heuristic mappings, candidates evaluated) for each point.
+
+    Public because DOSA's hardware screen and the best-known search score points the same way.
+    """
     per_point: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = []
     for hw in hws:
         samples = []
@@ -93,28 +103,39 @@ def _score_batch(network: Network, hws: list[Hardware]
     for hw, samples, n in zip(hws, per_point, point_rows, strict=True):
         sl = slice(lo, lo + n)
         lo += n
-        mappings, c, e = pick_best(samples, cycles[sl], energy[sl])
+        mappings, c, e = pick_best(samples, cycles[sl], energy[sl], objective)
         # The heuristic never exceeds pe_dim spatially; a tile that overflows one candidate of a
         # layer overflows all of them (all start from the same one-word tile), so check the fit.
         fit = (acc_words[sl] <= hw.acc_words_per_bank) & (sp_words[sl] <= hw.sp_words)
-        edp = float(network_edp(counts, c, e)) if fit.all() else math.inf
-        results.append((edp, mappings, n))
+        value = float(network_objective(counts, c, e, objective)) if fit.all() else math.inf
+        results.append((value, mappings, n))
     return results
 
 
 def grid_search(network: Network | str, seed: int, *, pe_dims: Sequence[int] | None = None,
                 sp_kb: Sequence[float] | None = None, acc_kb: Sequence[float] | None = None,
+                objective: str = "edp", pe_dim: int | None = None,
+                max_pe_dim: int | None = None, max_sp_kb: float | None = None,
+                max_acc_kb: float | None = None, max_area_mm2: float | None = None,
                 progress: bool = False, checkpoint_dir: Path | None = None) -> SearchResult:
-    """Best network EDP over the hardware grid with heuristic mappings ("grid").
+    """Least network ``objective`` over the hardware grid with heuristic mappings ("grid").
 
     Deterministic and independent of ``seed`` (recorded only). Axes default to the power-of-two
-    grid of spec §1.2. ``checkpoint_dir`` is unused (2.5 CPU-minutes on ResNet-50 or U-Net).
+    grid of spec §1.2; the hardware bounds (same meaning as every method's) drop the points
+    outside them, and only the points inside count as samples. ``checkpoint_dir`` is unused
+    (seconds per network).
     """
     seed = check_seed(seed)
+    objective = check_objective(objective)
     network = as_network(network)
+    bounds = HardwareBounds(pe_dim, max_pe_dim, max_sp_kb, max_acc_kb, max_area_mm2)
     del checkpoint_dir
     t0 = time.perf_counter()
-    hws = grid_points(pe_dims, sp_kb, acc_kb)
+    if pe_dim is not None and pe_dims is None:
+        pe_dims = (pe_dim,)
+    hws = [hw for hw in grid_points(pe_dims, sp_kb, acc_kb) if bounds.feasible(hw)]
+    if not hws:
+        raise ValueError(f"no grid point lies within the hardware bounds ({bounds})")
     traj = Trajectory()
     best: tuple[float, Hardware, list[Mapping]] | None = None
     evals = 0
@@ -123,22 +144,25 @@ def grid_search(network: Network | str, seed: int, *, pe_dims: Sequence[int] | N
         batches = range(0, len(hws), POINTS_PER_BATCH)
         for lo in tqdm(batches, desc=f"grid {network.name}", disable=not progress):
             chunk = hws[lo:lo + POINTS_PER_BATCH]
-            for i, (hw, (edp, mappings, n)) in enumerate(
-                    zip(chunk, _score_batch(network, chunk), strict=True)):
+            for i, (hw, (value, mappings, n)) in enumerate(
+                    zip(chunk, score_points(network, chunk, objective), strict=True)):
                 evals += n
-                tried.append({**hw.to_dict(), "edp": edp if math.isfinite(edp) else None})
-                traj.record(lo + i + 1, edp)
-                if math.isfinite(edp) and (best is None or edp < best[0]):
-                    best = (edp, hw, mappings)
+                tried.append({**hw.to_dict(),
+                              objective: value if math.isfinite(value) else None})
+                traj.record(lo + i + 1, value)
+                if math.isfinite(value) and (best is None or value < best[0]):
+                    best = (value, hw, mappings)
     if best is None:
-        raise ValueError(f"no grid point can hold network {network.name!r} with the heuristic "
-                         "mapper")
-    infeasible = sum(t["edp"] is None for t in tried)
-    log.info("grid %s: %d points (%d infeasible), best %s EDP %.4g", network.name, len(hws),
-             infeasible, best[1], best[0])
+        raise ValueError(f"no grid point within the bounds can hold network {network.name!r} "
+                         "with the heuristic mapper")
+    infeasible = sum(t[objective] is None for t in tried)
+    log.info("grid %s: %d points (%d infeasible), best %s %s %.4g", network.name, len(hws),
+             infeasible, best[1], objective, best[0])
     config = {"pe_dims": sorted({h.pe_dim for h in hws}),
-              "sp_kb": sorted({h.sp_kb for h in hws}), "acc_kb": sorted({h.acc_kb for h in hws})}
+              "sp_kb": sorted({h.sp_kb for h in hws}), "acc_kb": sorted({h.acc_kb for h in hws}),
+              "objective": objective, **bounds.to_dict()}
     return finish_result(method="grid", seed=seed, network=network, hardware=best[1],
                          mappings=best[2], samples=len(hws), model_evals=evals,
                          wall_s=time.perf_counter() - t0, trajectory=traj, config=config,
-                         extra={"hardware_tried": tried, "infeasible_points": infeasible})
+                         extra={"hardware_tried": tried, "infeasible_points": infeasible},
+                         objective=objective)

@@ -62,6 +62,15 @@ def config_from_options(cls: type[T], options: dict[str, Any], what: str) -> T:
     return cls(**options)
 
 
+def check_objective(value: object) -> str:
+    """``value`` as one of :data:`dosa.evaluation.OBJECTIVES` (one message for every method)."""
+    from dosa.evaluation import OBJECTIVES
+
+    if value not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {value!r}")
+    return str(value)
+
+
 def check_seed(value: object) -> int:
     """``value`` as an int in [0, 2**32 - 1]; one message for every method.
 

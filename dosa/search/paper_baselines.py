@@ -73,6 +73,7 @@ from dosa.search.options import (
     LOG2_ACC_KB_RANGE,
     LOG2_PE_RANGE,
     LOG2_SP_KB_RANGE,
+    check_objective,
     check_seed,
     positive_int,
 )
@@ -101,6 +102,15 @@ FLAT_LEN = 3 * NUM_DIMS * NUM_LEVELS  # 84
 PREDICT_CHUNK = 1 << 16  # grid rows per GP prediction call (bounds memory at ~50 MB)
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def _edp_only(method: str, objective: object, instead: str) -> None:
+    """Refuse an objective other than EDP: these baselines reproduce the original, which
+    minimised EDP only; ``instead`` names the method that searches other objectives."""
+    if check_objective(objective) != "edp":
+        raise ValueError(f"{method} reproduces the original baseline, which minimises EDP only "
+                         f"(got objective {objective!r}); use method {instead} for latency or "
+                         "energy")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -341,15 +351,17 @@ def paper_inner_search(network: Network, hw: Hardware, rng: np.random.Generator,
 
 def random_paper_search(network: Network | str, seed: int, *, num_hw: int = 10,
                         mappings_per_layer: int = 1000, register_p: bool = False,
-                        progress: bool = False, checkpoint_dir: Path | None = None
-                        ) -> SearchResult:
+                        objective: str = "edp", progress: bool = False,
+                        checkpoint_dir: Path | None = None) -> SearchResult:
     """The original random baseline ("random-paper", spec §6.1); deterministic in ``seed``.
 
     Hardware from Python ``random.seed(seed)`` as ``gen_random_hw_config`` (spec §1.2), mappings
     from the original mapspace (``register_p=True``: P allowed at the registers, the ablation),
-    drawn with ``numpy.random.default_rng(seed)``. ``checkpoint_dir`` is unused (seconds).
+    drawn with ``numpy.random.default_rng(seed)``. ``objective`` must be "edp" (accepted so a
+    uniform config fails with a clear message). ``checkpoint_dir`` is unused (seconds).
     """
     seed = check_seed(seed)
+    _edp_only("random-paper", objective, "random")
     network = as_network(network)
     num_hw = positive_int("num_hw", num_hw)
     mappings_per_layer = positive_int("mappings_per_layer", mappings_per_layer)
@@ -371,7 +383,8 @@ def bo_paper_search(network: Network | str, seed: int, *, num_hw: int = 100, pro
                     mappings_per_hw: int = 100, candidates_per_layer: int = 1000,
                     top_k: int = 10, argsort_bug: bool = True, keep_all: bool = False,
                     grid: tuple[Sequence[int], Sequence[int], Sequence[int]] | None = None,
-                    progress: bool = False, checkpoint_dir: Path | None = None) -> SearchResult:
+                    objective: str = "edp", progress: bool = False,
+                    checkpoint_dir: Path | None = None) -> SearchResult:
     """The original nested BO ("bo-paper", spec §6.2); deterministic in ``seed``.
 
     ``num_hw`` random training configs (the original's hw_training_size), then ``proposals``
@@ -379,9 +392,11 @@ def bo_paper_search(network: Network | str, seed: int, *, num_hw: int = 100, pro
     with the original double-argsort bug unless ``argsort_bug=False``. ``keep_all=True`` keeps
     each layer's best of all evaluated mappings instead of the best of the ``top_k`` LCB picks.
     Hardware is drawn with ``random.Random(seed)``, mappings with
-    ``numpy.random.default_rng(seed)``. ``checkpoint_dir`` is unused (15-20 s a run on ResNet-50).
+    ``numpy.random.default_rng(seed)``. ``objective`` must be "edp", as for
+    :func:`random_paper_search`. ``checkpoint_dir`` is unused (15-20 s a run on ResNet-50).
     """
     seed = check_seed(seed)
+    _edp_only("bo-paper", objective, "bo")
     network = as_network(network)
     num_hw = positive_int("num_hw", num_hw)
     if isinstance(proposals, bool) or not isinstance(proposals, int | np.integer) \

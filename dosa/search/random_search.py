@@ -6,6 +6,8 @@ per-layer EDP (cycles x energy, as the original does: not network-optimal), and 
 as (Σ count·cycles)(Σ count·energy) on that hardware. The best hardware wins. The hardware is the
 sampled one, not the minimal hardware of the chosen mappings. Hardware bounds (``max_*``, as in
 DOSA) restrict the draws to the grid points inside them, so the winner always satisfies them.
+With ``objective="latency"`` or ``"energy"`` both choices minimise that objective instead (per
+layer cycles or energy; network Σ count·cycles or Σ count·energy).
 
 Sample accounting (paper): one hardware config with its random mappings counts as
 ``mappings_per_layer`` samples (1000 in the paper). ``model_evals`` counts the layer-mapping
@@ -23,11 +25,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dosa.evaluation import network_edp
+from dosa.evaluation import network_objective, objective_of
 from dosa.hardware import Hardware
 from dosa.mapping import Mapping
 from dosa.model import evaluate
-from dosa.search.options import HardwareBounds, check_seed, positive_int
+from dosa.search.options import HardwareBounds, check_objective, check_seed, positive_int
 from dosa.search.result import SearchResult, Trajectory, finish_result
 from dosa.search.sampler import sample_hardware, sample_mappings, single_threaded
 from dosa.workload import Network, as_network
@@ -62,17 +64,19 @@ def evaluate_samples(network: Network, hw: Hardware, samples: Samples
     return cycles, energy
 
 
-def pick_best(samples: Samples, cycles: np.ndarray, energy: np.ndarray
+def pick_best(samples: Samples, cycles: np.ndarray, energy: np.ndarray, objective: str = "edp"
               ) -> tuple[list[Mapping], np.ndarray, np.ndarray]:
-    """Per layer, the candidate of least per-layer EDP (cycles x energy; first one on ties).
+    """Per layer, the candidate of least per-layer ``objective`` (EDP: cycles x energy; first
+    one on ties).
 
     ``cycles``/``energy`` are flat, ordered as :func:`evaluate_samples` returns them.
     """
     sizes = [len(t) for t, _, _ in samples]
     layer_idx = np.repeat(np.arange(len(samples)), sizes)
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-    # Segment-wise argmin without a Python loop over mappings: sort by (layer, EDP), take firsts.
-    order = np.lexsort((cycles * energy, layer_idx))
+    # Segment-wise argmin without a Python loop over mappings: sort by (layer, objective),
+    # take firsts.
+    order = np.lexsort((objective_of(objective, cycles, energy), layer_idx))
     best = order[np.searchsorted(layer_idx[order], np.arange(len(samples)))]
     local = best - starts
     mappings = [Mapping(t[i], s[i], r[i]) for (t, s, r), i in zip(samples, local, strict=True)]
@@ -81,14 +85,15 @@ def pick_best(samples: Samples, cycles: np.ndarray, energy: np.ndarray
 
 def hardware_loop(network: Network, hws: list[Hardware], mappings_per_layer: int,
                   rng: np.random.Generator, *, register_p: bool = True, desc: str,
-                  progress: bool = False
+                  progress: bool = False, objective: str = "edp"
                   ) -> tuple[tuple[float, Hardware, list[Mapping]], int, Trajectory,
                              list[dict[str, float]]]:
     """The random baselines' loop: per hardware, ``mappings_per_layer`` random mappings per
-    layer, per-layer least-EDP choice, network EDP; the best hardware wins.
+    layer, per-layer least-``objective`` choice, network ``objective``; the best hardware wins.
 
-    Returns ((edp, hardware, mappings) of the best, model evaluations, trajectory, and every
-    tried hardware with its EDP). ``register_p=False`` samples the original mapspace.
+    Returns ((objective value, hardware, mappings) of the best, model evaluations, trajectory
+    of the objective, and every tried hardware with its value under the key ``objective``).
+    ``register_p=False`` samples the original mapspace.
     """
     traj = Trajectory()
     best: tuple[float, Hardware, list[Mapping]] | None = None
@@ -100,13 +105,14 @@ def hardware_loop(network: Network, hws: list[Hardware], mappings_per_layer: int
                        for layer in network]
             cycles, energy = evaluate_samples(network, hw, samples)
             evals += len(cycles)
-            mappings, cycles, energy = pick_best(samples, cycles, energy)
-            edp = float(network_edp(network.counts_array(), cycles, energy))
-            log.debug("%s hw %d/%d %s: network EDP %.4g", desc, i + 1, len(hws), hw, edp)
-            traj.record((i + 1) * mappings_per_layer, edp)
-            tried.append({**hw.to_dict(), "edp": edp})
-            if best is None or edp < best[0]:
-                best = (edp, hw, mappings)
+            mappings, cycles, energy = pick_best(samples, cycles, energy, objective)
+            value = float(network_objective(network.counts_array(), cycles, energy, objective))
+            log.debug("%s hw %d/%d %s: network %s %.4g", desc, i + 1, len(hws), hw, objective,
+                      value)
+            traj.record((i + 1) * mappings_per_layer, value)
+            tried.append({**hw.to_dict(), objective: value})
+            if best is None or value < best[0]:
+                best = (value, hw, mappings)
     if best is None:
         raise ValueError("no hardware to search")
     return best, evals, traj, tried
@@ -116,20 +122,24 @@ def random_search(network: Network | str, seed: int, *, num_hw: int = 10,
                   mappings_per_layer: int = 1000, pe_dim: int | None = None,
                   max_pe_dim: int | None = None, max_sp_kb: float | None = None,
                   max_acc_kb: float | None = None, max_area_mm2: float | None = None,
-                  progress: bool = False, checkpoint_dir: Path | None = None) -> SearchResult:
+                  objective: str = "edp", progress: bool = False,
+                  checkpoint_dir: Path | None = None) -> SearchResult:
     """Random hardware x random mappings baseline (spec §6.1); deterministic in ``seed``.
 
     ``network`` is a :class:`Network` or a built-in name / YAML path. ``pe_dim`` fixes the PE
     array side (FireSim mode); ``max_pe_dim``, ``max_sp_kb``, ``max_acc_kb`` and
     ``max_area_mm2`` bound the hardware as in DOSA: only grid points inside the bounds are
     drawn (:func:`~dosa.search.sampler.sample_hardware`), and a ValueError says so at once when
-    none fits. ``checkpoint_dir`` is accepted for the common method signature but unused: a
-    full run takes seconds.
+    none fits. ``objective`` (edp, latency, energy) is what both the per-layer mapping choice
+    and the hardware choice minimise; the draws do not depend on it, so at one seed every
+    objective sees the same hardware and mappings. ``checkpoint_dir`` is accepted for the
+    common method signature but unused: a full run takes seconds.
     """
     seed = check_seed(seed)
     network = as_network(network)
     num_hw = positive_int("num_hw", num_hw)
     mappings_per_layer = positive_int("mappings_per_layer", mappings_per_layer)
+    objective = check_objective(objective)
     bounds = HardwareBounds(pe_dim=pe_dim, max_pe_dim=max_pe_dim, max_sp_kb=max_sp_kb,
                             max_acc_kb=max_acc_kb, max_area_mm2=max_area_mm2)
     del checkpoint_dir
@@ -137,10 +147,11 @@ def random_search(network: Network | str, seed: int, *, num_hw: int = 10,
     rng = np.random.default_rng(seed)
     hws = sample_hardware(rng, num_hw, bounds)
     best, evals, traj, tried = hardware_loop(network, hws, mappings_per_layer, rng,
-                                             desc=f"random {network.name}", progress=progress)
-    config = {"num_hw": num_hw, "mappings_per_layer": mappings_per_layer, **bounds.to_dict()}
+                                             desc=f"random {network.name}", progress=progress,
+                                             objective=objective)
+    config = {"num_hw": num_hw, "mappings_per_layer": mappings_per_layer, **bounds.to_dict(),
+              "objective": objective}
     return finish_result(method="random", seed=seed, network=network, hardware=best[1],
                          mappings=best[2], samples=num_hw * mappings_per_layer,
                          model_evals=evals, wall_s=time.perf_counter() - t0, trajectory=traj,
-                         config=config,
-                         extra={"hardware_tried": tried})
+                         config=config, extra={"hardware_tried": tried}, objective=objective)

@@ -108,6 +108,15 @@ class SearchResult:
     evaluator: dict[str, Any] = field(default_factory=lambda: dict(ANALYTICAL))
     #: Everything that determines the result (see :func:`dosa.experiments.run_key`).
     provenance: dict[str, Any] = field(default_factory=dict)
+    #: What the search minimised (:data:`dosa.evaluation.OBJECTIVES`).
+    objective: str = "edp"
+
+    @property
+    def objective_value(self) -> float:
+        """The final design's value of the objective the search minimised."""
+        from dosa.evaluation import objective_of
+
+        return float(objective_of(self.objective, self.cycles, self.energy_uj))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -120,6 +129,7 @@ class SearchResult:
             "energy_uj": self.energy_uj,
             "edp": self.edp,
             "edp_unit": "uJ*cycles",
+            "objective": self.objective,
             "area_mm2": self.area_mm2,
             "samples": self.samples,
             "model_evals": self.model_evals,
@@ -206,7 +216,7 @@ class SearchResult:
             model_evals=data["model_evals"], wall_s=data["wall_s"],
             trajectory=data["trajectory"], config=data.get("config", {}),
             extra=data.get("extra", {}), evaluator=data.get("evaluator", dict(ANALYTICAL)),
-            provenance=data.get("provenance", {}),
+            provenance=data.get("provenance", {}), objective=data.get("objective", "edp"),
         )
 
 
@@ -219,15 +229,18 @@ def finish_result(*, method: str, seed: int, network: Network, hardware: Hardwar
                   mappings: list[Mapping], samples: int, model_evals: int, wall_s: float,
                   trajectory: Trajectory, config: dict[str, Any],
                   extra: dict[str, Any] | None = None, predictor: Any = None,
-                  evaluator: dict[str, Any] | None = None) -> SearchResult:
+                  evaluator: dict[str, Any] | None = None,
+                  objective: str = "edp") -> SearchResult:
     """Score the final design exactly (checking validity) and package it.
+
+    ``objective`` is what the search minimised; the trajectory records that objective's value.
 
     With a learned latency ``predictor`` every reported number (layer cycles, totals, EDP, the
     trajectory's last point) uses the predictor's latency and the model's energy, as the search
     did; the purely analytical totals are kept in ``extra["analytical"]``. ``evaluator`` says so
     in the result.
     """
-    from dosa.evaluation import NetworkScore, layer_tensors, score_network
+    from dosa.evaluation import NetworkScore, layer_tensors, objective_of, score_network
     from dosa.hardware import area_model_range_issue
 
     score = score_network(network, mappings, hardware, check=True)
@@ -252,7 +265,7 @@ def finish_result(*, method: str, seed: int, network: Network, hardware: Hardwar
     if issue is not None:
         log.warning("%s %s seed %d: %s", method, network.name, seed, issue)
         extra["area_model_warning"] = issue
-    trajectory.record(samples, score.edp)
+    trajectory.record(samples, float(objective_of(objective, score.cycles, score.energy_uj)))
     trajectory.close(samples)
     return SearchResult(
         method=method, seed=seed, workload=network.name, hardware=hardware,
@@ -262,5 +275,5 @@ def finish_result(*, method: str, seed: int, network: Network, hardware: Hardwar
         cycles=score.cycles, energy_uj=score.energy_uj, edp=score.edp,
         area_mm2=hardware.area_mm2(), samples=int(samples), model_evals=int(model_evals),
         wall_s=float(wall_s), trajectory=trajectory.as_list(), config=config, extra=extra,
-        evaluator=dict(evaluator or ANALYTICAL),
+        evaluator=dict(evaluator or ANALYTICAL), objective=objective,
     )

@@ -20,7 +20,6 @@ from dosa.mapping import (
     NUM_LEVELS,
     Mapping,
     divisors,
-    tile_words,
 )
 from dosa.search.random_search import evaluate_samples, pick_best
 from dosa.search.sampler import sample_mappings
@@ -31,16 +30,31 @@ P, Q, C, K = 2, 3, 4, 5
 GROWTH_PRIORITIES = ((0, 1, 4, 2, 3, 5, 6), (0, 1, 2, 3, 4, 5, 6), (0, 1, 5, 4, 2, 3, 6))
 
 
+def grown_tile_words(t1: list[int], csp: int, ksp: int, strides: tuple[int, int]
+                     ) -> tuple[int, int]:
+    """(accumulator words per bank, scratchpad words) of the heuristic's mapping shape.
+
+    The same numbers as :func:`dosa.mapping.tile_words` for a mapping whose only non-DRAM
+    factors are the L1 temporal factors ``t1`` and the spatial C (``csp``, L1) and K (``ksp``,
+    L2), in plain integers: the tile growth asks this thousands of times per hardware point,
+    where building a Mapping each time dominated the grid's run time.
+    """
+    r, s_, p, q, c, k, n = t1
+    ws, hs = strides
+    acc = p * q * k * n
+    weights = r * s_ * c * csp * k * ksp
+    inputs = c * csp * n * ((p - 1) * ws + r) * ((q - 1) * hs + s_)
+    return acc, weights + inputs
+
+
 def _grow_tile(layer: Layer, hw: Hardware, csp: int, ksp: int, priority: tuple[int, ...],
                max_tile: int | None) -> np.ndarray:
     """Greedy accumulator-tile growth: raise each dim's L1 factor while the tile still fits."""
-    dims = np.array(layer.dims)
-    t1 = np.ones(NUM_DIMS, dtype=np.int64)
-    left = dims.copy()
+    t1 = [1] * NUM_DIMS
+    left = list(layer.dims)
     left[C] //= csp
     left[K] //= ksp
-    spatial = np.ones((NUM_LEVELS, NUM_DIMS), dtype=np.int64)
-    spatial[1, C], spatial[2, K] = csp, ksp
+    acc_cap, sp_cap = hw.acc_words_per_bank, hw.sp_words
     grown = True
     while grown:
         grown = False
@@ -48,21 +62,16 @@ def _grow_tile(layer: Layer, hw: Hardware, csp: int, ksp: int, priority: tuple[i
             rest = left[d] // t1[d]
             if rest == 1:
                 continue
-            step = next(x for x in divisors(int(rest)) if x > 1)
-            trial = t1.copy()
+            step = next(x for x in divisors(rest) if x > 1)
+            trial = list(t1)
             trial[d] *= step
             if max_tile is not None and trial[d] > max_tile:
                 continue
-            temporal = np.ones((NUM_LEVELS, NUM_DIMS), dtype=np.int64)
-            temporal[1] = trial
-            temporal[3] = dims // (trial * spatial[1] * spatial[2])
-            m = Mapping(temporal, spatial, np.zeros((NUM_LEVELS, NUM_DIMS), dtype=np.int64)
-                        + np.arange(NUM_DIMS))
-            acc, sp = tile_words(m, layer)
-            if acc <= hw.acc_words_per_bank and sp <= hw.sp_words:
+            acc, sp = grown_tile_words(trial, csp, ksp, layer.strides)
+            if acc <= acc_cap and sp <= sp_cap:
                 t1 = trial
                 grown = True
-    return t1
+    return np.array(t1, dtype=np.int64)
 
 
 def heuristic_candidates(layer: Layer, hw: Hardware) -> list[Mapping]:
@@ -103,12 +112,7 @@ def heuristic_fits(network: Network, hw: Hardware) -> bool:
     for layer in network.layers:
         csp = max(d for d in divisors(layer.C) if d <= hw.pe_dim)
         ksp = max(d for d in divisors(layer.K) if d <= hw.pe_dim)
-        spatial = np.ones((NUM_LEVELS, NUM_DIMS), dtype=np.int64)
-        spatial[1, C], spatial[2, K] = csp, ksp
-        temporal = np.ones((NUM_LEVELS, NUM_DIMS), dtype=np.int64)
-        temporal[3] = np.array(layer.dims) // (spatial[1] * spatial[2])
-        acc, sp = tile_words(Mapping(temporal, spatial, np.zeros_like(temporal)
-                                     + np.arange(NUM_DIMS)), layer)
+        acc, sp = grown_tile_words([1] * NUM_DIMS, csp, ksp, layer.strides)
         if acc > hw.acc_words_per_bank or sp > hw.sp_words:
             return False
     return True
