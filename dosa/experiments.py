@@ -267,10 +267,11 @@ class StaleResultError(ValueError):
 
 #: Files whose content determines search results: the whole package's code and data, except
 #: the modules that only present results (CLI, plots, claims, notebook checks, reports) and
-#: timeloop.py (exports results; a network it reads is in the key by content).
+#: timeloop.py (exports results; a network it reads is in the key by content) and sweep.py
+#: (schedules runs on a cluster; each run's result comes from :func:`run`).
 _CODE_SUFFIXES = (".py", ".json", ".yaml")
 _PRESENTATION = frozenset({"__init__.py", "cli.py", "plots.py", "claims.py", "notebook.py",
-                           "reproduce.py", "comparison.py", "timeloop.py"})
+                           "reproduce.py", "comparison.py", "timeloop.py", "sweep.py"})
 
 
 @functools.lru_cache(maxsize=1)
