@@ -1,4 +1,4 @@
-"""Command line: ``dosa evaluate``, ``dosa search``, ``dosa export-timeloop``,
+"""Command line: ``dosa evaluate``, ``dosa search``, ``dosa sweep``, ``dosa export-timeloop``,
 ``dosa fetch-data``, ``dosa claims``."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import logging
 import math
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -29,7 +30,7 @@ _BOUNDS = ("dosa", "random", "bo", "grid")
 RECOMMENDED_VARIANT = "recommended"
 _MAX_BOUNDS = (*_BOUNDS, "best-known")
 #: ``dosa search`` option (argparse dest) -> the methods it applies to. The one source for
-#: which options reach a method (:func:`_search_config`), which are refused with a method
+#: which options reach a method (:func:`method_config`), which are refused with a method
 #: they do not apply to (:func:`_check_search_options`) and the methods named in --help.
 SEARCH_OPTIONS: dict[str, tuple[str, ...]] = {
     "pe_dim": _BOUNDS,
@@ -161,36 +162,45 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_search_options(args: argparse.Namespace) -> None:
-    """Refuse an option given with a method it does not apply to (see SEARCH_OPTIONS).
+def _check_search_options(args: argparse.Namespace, methods: Sequence[str] | None = None,
+                          flag: str = "--method") -> None:
+    """Refuse an option given with no method it applies to (see SEARCH_OPTIONS).
 
     Silently ignoring e.g. ``--num-hw`` with ``--method dosa`` would let a user believe a
     run used a budget it never saw. ``--objective edp`` is accepted by every method, since
     every method minimises EDP; another objective is refused by those that minimise EDP only.
+    ``methods`` (default: ``args.method``) are the methods of the run(s); a sweep's option
+    goes to those of its methods it applies to.
     """
-    for dest, methods in SEARCH_OPTIONS.items():
-        value = getattr(args, dest)
-        if value is None or args.method in methods:
+    methods = [args.method] if methods is None else list(methods)
+    for dest, allowed in SEARCH_OPTIONS.items():
+        value = getattr(args, dest, None)
+        if value is None:
             continue
         if dest == "objective":
             if value == "edp":
                 continue
-            raise ValueError(f"--objective {value} applies to --method {', '.join(methods)} "
-                             f"(not {args.method}, which minimises EDP only)")
-        raise ValueError(f"{_flag(dest)} applies to --method {', '.join(methods)} "
-                         f"(not {args.method})")
+            others = [m for m in methods if m not in allowed]
+            if others:
+                raise ValueError(f"--objective {value} applies to {flag} {', '.join(allowed)} "
+                                 f"(not {', '.join(others)}, which minimises EDP only)")
+            continue
+        if not any(m in allowed for m in methods):
+            raise ValueError(f"{_flag(dest)} applies to {flag} {', '.join(allowed)} "
+                             f"(not {', '.join(methods)})")
 
 
-def _search_config(args: argparse.Namespace) -> dict[str, Any]:
-    """Method keyword arguments from the options that were given and apply to the method.
+def method_config(args: argparse.Namespace, method: str) -> dict[str, Any]:
+    """Keyword arguments of ``method`` from the options that were given and apply to it
+    (``dosa search`` and ``dosa sweep`` alike, so a sweep's run is the single run).
 
     ``--objective edp`` is left out: it is every method's default, so a run with it shares
     the stored run (run key) of the same run without it.
     """
     config = {dest: getattr(args, dest) for dest, methods in SEARCH_OPTIONS.items()
-              if args.method in methods and getattr(args, dest) is not None
+              if method in methods and getattr(args, dest, None) is not None
               and not (dest == "objective" and args.objective == "edp")}
-    if args.method == "dosa" and config.get("variant", RECOMMENDED_VARIANT) == RECOMMENDED_VARIANT:
+    if method == "dosa" and config.get("variant", RECOMMENDED_VARIANT) == RECOMMENDED_VARIANT:
         from dosa.search.dosa_gd import RECOMMENDED
 
         config = {**RECOMMENDED, **{k: v for k, v in config.items() if k != "variant"}}
@@ -271,7 +281,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
         network = load_network(args.workload)  # a malformed workload fails before any search
     except WorkloadError as err:
         raise ValueError(f"--workload {err}") from None
-    config = _search_config(args)
+    config = method_config(args, args.method)
     if args.warm_start is not None:
         config["warm_start"] = _warm_start(args.warm_start, network)
     try:
@@ -288,6 +298,73 @@ def _cmd_search(args: argparse.Namespace) -> int:
         summary["objective"] = stored["objective"]
     print(json.dumps(summary, indent=1))
     return 0
+
+
+def _list(parse: Any, flag: str) -> Any:
+    """argparse type of a comma-separated list whose items ``parse`` reads."""
+
+    def read(text: str) -> list[Any]:
+        items = [t.strip() for t in text.split(",")]
+        if not all(items):
+            raise argparse.ArgumentTypeError(f"{flag} takes a comma-separated list without "
+                                             f"empty items, got {text!r}")
+        return [parse(t) for t in items]
+
+    return read
+
+
+def _budget(text: str) -> float | None:
+    if text.lower() in ("none", "unbounded"):
+        return None
+    return _positive_float(text)
+
+
+def _method(text: str) -> str:
+    if text not in SEARCH_METHODS:
+        raise argparse.ArgumentTypeError(f"unknown method {text!r}; allowed: "
+                                         f"{', '.join(SEARCH_METHODS)}")
+    return text
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from dosa.io import check_output_dir
+
+    _check_search_options(args, args.methods, flag="--methods")
+    if args.area_budgets is not None and args.max_area_mm2 is not None:
+        raise ValueError("--max-area-mm2 and --area-budgets are exclusive; give the budgets as "
+                         "--area-budgets")
+    if args.scheduler is not None and args.workers is not None:
+        raise ValueError("--workers sizes the local cluster; with --scheduler the cluster's "
+                         "own workers run the tasks (give one of them)")
+    out = check_output_dir(args.out, "--out")
+    if "dosa" in args.methods:
+        _check_screen(args)
+    if args.scheduler is None:  # with a cluster, paths are the workers' (checked there)
+        from dosa.workload import BUILTIN_NETWORKS
+
+        for workload in args.workloads:
+            if (workload.lower() not in BUILTIN_NETWORKS
+                    and not Path(workload).expanduser().exists()):
+                raise ValueError(f"--workloads {workload}: neither a built-in network "
+                                 f"({', '.join(BUILTIN_NETWORKS)}) nor an existing file or "
+                                 "folder")
+
+    from dosa.sweep import plan_sweep, run_sweep
+
+    configs = {m: method_config(args, m) for m in args.methods}
+    tasks = plan_sweep(args.workloads, args.methods, args.seeds, configs,
+                       budgets=args.area_budgets, objective=args.objective or "edp")
+    if not args.verbose:  # Dask's INFO chatter (cluster start and stop) only with -v
+        import distributed  # noqa: F401  (configures its loggers on import; then quieten)
+
+        logging.getLogger("distributed").setLevel(logging.WARNING)
+    frame = run_sweep(tasks, out, workers=args.workers, scheduler=args.scheduler,
+                      force=args.force, progress=not args.quiet)
+    failed = frame[frame.status == "failed"]  # each is logged with its error by run_sweep
+    print(f"{len(frame)} runs ({(frame.status == 'done').sum()} done, "
+          f"{(frame.status == 'reused').sum()} reused, {len(failed)} failed): "
+          f"{out / 'sweep.csv'}")
+    return 1 if len(failed) else 0
 
 
 def _cmd_export_timeloop(args: argparse.Namespace) -> int:
@@ -317,32 +394,8 @@ def _cmd_claims(args: argparse.Namespace) -> int:
     return claims_main([] if args.path is None else ["--path", args.path], prog="dosa claims")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="dosa", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    ev = sub.add_parser("evaluate", help="score rows in the published CSV format with the model")
-    ev.add_argument("--csv", required=True, help="input CSV (prob.*, arch.*, mapping.mapping)")
-    ev.add_argument("--out", required=True, help="output CSV with model.cycle/energy/area added")
-    ev.add_argument("--allow-invalid", action="store_true",
-                    help="score physically impossible rows anyway; marked in model.valid")
-    ev.set_defaults(func=_cmd_evaluate)
-
-    se = sub.add_parser("search", help="co-search hardware and mappings for a network")
-    se.add_argument("--workload", required=True,
-                    help="built-in network (resnet50, bert, unet, retinanet), a YAML or ONNX "
-                    "file, or a folder of Timeloop problem YAMLs")
-    se.add_argument("--method", default="dosa", choices=SEARCH_METHODS)
-    se.add_argument("--seed", type=_seed, default=0,
-                    help=f"random seed, an integer in [0, {SEED_MAX}] (default 0); random-paper "
-                    "and bo-paper seed Python's random with it as the original did (paper "
-                    "seeds: 0, 100, 1111, 8888, 99999); grid is deterministic and only "
-                    "records it")
-    se.add_argument("--out", required=True, help="result folder (result.json, mappings.csv)")
-    se.add_argument("--force", action="store_true",
-                    help="recompute even if --out holds a result (also replaces another run's)")
-    se.add_argument("--quiet", action="store_true", help="no progress bar")
+def _add_method_options(se: argparse.ArgumentParser, *, warm_start: bool = True) -> None:
+    """The method options of ``dosa search`` (SEARCH_OPTIONS), shared by ``dosa sweep``."""
 
     def option(group: argparse._ActionsContainer, dest: str, text: str, **kwargs: Any) -> None:
         group.add_argument(_flag(dest), dest=dest, help=_for_methods(dest, text), **kwargs)
@@ -373,8 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
     option(g, "screen", "starts taken from the best points of the hardware grid within the "
            "bounds instead of random hardware (0 to --starts; default 3, paper and improved: 0)",
            type=_count, metavar="N")
-    option(g, "warm_start", "a previous dosa search result folder of the same network: the "
-           "first start begins from its mappings", metavar="DIR")
+    if warm_start:
+        option(g, "warm_start", "a previous dosa search result folder of the same network: "
+               "the first start begins from its mappings", metavar="DIR")
     b = se.add_argument_group("baseline options")
     option(b, "num_hw", "hardware points (random, random-paper: 10; bo: 100; bo-paper: 100 "
            "random training points, then --proposals)",
@@ -395,9 +449,62 @@ def build_parser() -> argparse.ArgumentParser:
            type=_on_off, metavar="{on,off}")
     option(b, "keep_all", "keep each layer's best of all evaluated mappings, not of the top_k "
            "(default off)", type=_on_off, metavar="{on,off}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="dosa", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ev = sub.add_parser("evaluate", help="score rows in the published CSV format with the model")
+    ev.add_argument("--csv", required=True, help="input CSV (prob.*, arch.*, mapping.mapping)")
+    ev.add_argument("--out", required=True, help="output CSV with model.cycle/energy/area added")
+    ev.add_argument("--allow-invalid", action="store_true",
+                    help="score physically impossible rows anyway; marked in model.valid")
+    ev.set_defaults(func=_cmd_evaluate)
+
+    se = sub.add_parser("search", help="co-search hardware and mappings for a network")
+    se.add_argument("--workload", required=True,
+                    help="built-in network (resnet50, bert, unet, retinanet), a YAML or ONNX "
+                    "file, or a folder of Timeloop problem YAMLs")
+    se.add_argument("--method", default="dosa", choices=SEARCH_METHODS)
+    se.add_argument("--seed", type=_seed, default=0,
+                    help=f"random seed, an integer in [0, {SEED_MAX}] (default 0); random-paper "
+                    "and bo-paper seed Python's random with it as the original did (paper "
+                    "seeds: 0, 100, 1111, 8888, 99999); grid is deterministic and only "
+                    "records it")
+    se.add_argument("--out", required=True, help="result folder (result.json, mappings.csv)")
+    se.add_argument("--force", action="store_true",
+                    help="recompute even if --out holds a result (also replaces another run's)")
+    se.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    _add_method_options(se)
     missing = set(SEARCH_OPTIONS) - {a.dest for a in se._actions}
     assert not missing, f"SEARCH_OPTIONS without a --option: {missing}"
     se.set_defaults(func=_cmd_search)
+
+    sw = sub.add_parser("sweep", help="many searches (workloads x methods x seeds x area "
+                        "budgets) as tasks on Dask distributed")
+    sw.add_argument("--workloads", required=True, type=_list(str, "--workloads"),
+                    help="comma-separated networks, as --workload of dosa search")
+    sw.add_argument("--methods", default=["dosa"], type=_list(_method, "--methods"),
+                    help=f"comma-separated methods (default dosa): {', '.join(SEARCH_METHODS)}")
+    sw.add_argument("--seeds", default=[0], type=_list(_seed, "--seeds"),
+                    help="comma-separated seeds (default 0)")
+    sw.add_argument("--area-budgets", type=_list(_budget, "--area-budgets"),
+                    help="comma-separated area budgets in mm² (none: unbounded) for "
+                    f"{', '.join(_BOUNDS)}; DOSA runs are warm-started from budget to budget")
+    sw.add_argument("--out", required=True,
+                    help="sweep folder: <workload>/<label>/seed<k>/ per run, and sweep.csv")
+    sw.add_argument("--workers", type=_positive_int,
+                    help="processes of the local Dask cluster (default: the CPUs)")
+    sw.add_argument("--scheduler", metavar="ADDRESS",
+                    help="an existing Dask scheduler (tcp://host:port) instead of a local "
+                    "cluster; its workers must see --out and the workload files")
+    sw.add_argument("--force", action="store_true", help="recompute complete runs too")
+    sw.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_method_options(sw, warm_start=False)
+    sw.set_defaults(func=_cmd_sweep)
 
     tl = sub.add_parser("export-timeloop",
                         help="write a search result as Timeloop inputs (arch, problems, mappings)")
