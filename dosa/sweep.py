@@ -168,7 +168,6 @@ def run_sweep(tasks: Sequence[SweepTask], out: str | Path, *, workers: int | Non
     from dosa.experiments import default_workers
 
     out = Path(out).expanduser().resolve()
-    out.mkdir(parents=True, exist_ok=True)
     cluster = None
     if scheduler is None:
         workers = default_workers() if workers is None else workers
@@ -184,6 +183,7 @@ def run_sweep(tasks: Sequence[SweepTask], out: str | Path, *, workers: int | Non
     budgets = any(t.budget is not None for t in tasks)
     rows: dict[int, dict[str, Any]] = {}
     try:
+        out.mkdir(parents=True, exist_ok=True)  # only once a cluster answers
         futures = {}
         previous: dict[tuple[str, str, int, str], Any] = {}
         for i, task in enumerate(tasks):

@@ -147,6 +147,7 @@ def test_unreachable_scheduler_is_refused(tmp_path: Path, tiny: Path) -> None:
     tasks = plan_sweep([str(tiny)], ["random"], [0], CONFIGS)
     with pytest.raises(ValueError, match="--scheduler tcp://127.0.0.1:9: no Dask scheduler"):
         run_sweep(tasks, tmp_path / "o", scheduler="tcp://127.0.0.1:9", connect_timeout_s=0.5)
+    assert not (tmp_path / "o").exists()
 
 
 # --- CLI --------------------------------------------------------------------------------------
