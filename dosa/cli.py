@@ -9,11 +9,12 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 log = logging.getLogger("dosa")
+T = TypeVar("T")
 
 #: Seeds feed ``numpy.random.default_rng`` and skopt, which take unsigned 32-bit seeds.
 SEED_MAX = 2**32 - 1
@@ -240,7 +241,7 @@ def _warm_start(folder: str, network: Any) -> list[str]:
         previous = SearchResult.read(path)
     except (ValueError, KeyError, TypeError) as err:  # ResultError is a ValueError
         raise ValueError(f"--warm-start {folder}: not a readable dosa search result "
-                         f"({_one_line(err)})") from None
+                         f"({one_line(err)})") from None
     if previous.workload != network.name or len(previous.mappings) != len(network.layers):
         raise ValueError(f"--warm-start {folder}: a result of network {previous.workload!r} "
                          f"({len(previous.mappings)} layers), not of {network.name!r} "
@@ -300,10 +301,10 @@ def _cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def _list(parse: Any, flag: str) -> Any:
+def _list(parse: Callable[[str], T], flag: str) -> Callable[[str], list[T]]:
     """argparse type of a comma-separated list whose items ``parse`` reads."""
 
-    def read(text: str) -> list[Any]:
+    def read(text: str) -> list[T]:
         items = [t.strip() for t in text.split(",")]
         if not all(items):
             raise argparse.ArgumentTypeError(f"{flag} takes a comma-separated list without "
@@ -529,7 +530,7 @@ _USER_ERRORS = (ValueError, RuntimeError, OSError, FloatingPointError)
 _BUG_ERRORS = (NotImplementedError, RecursionError)  # RuntimeErrors that are our bugs
 
 
-def _one_line(err: BaseException) -> str:
+def one_line(err: BaseException) -> str:
     """The error message on one line (YAML and OS errors can span several)."""
     text = " ".join(str(err).split())
     return text or type(err).__name__
@@ -560,7 +561,7 @@ def main(argv: list[str] | None = None) -> int:
     except _BUG_ERRORS:
         raise
     except _USER_ERRORS as err:
-        print(f"{command}: error: {_one_line(err)}", file=sys.stderr)
+        print(f"{command}: error: {one_line(err)}", file=sys.stderr)
         return 2
 
 

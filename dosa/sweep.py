@@ -26,6 +26,7 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
+from dosa.cli import SEARCH_OPTIONS, one_line
 from dosa.io import atomic_write_text
 from dosa.tradeoff import Budget, check_budgets, sweep_label
 
@@ -36,11 +37,11 @@ SWEEP_CSV = "sweep.csv"
 #: ``status``: done, reused (an identical complete run was already there) or failed).
 COLUMNS = ("workload", "method", "seed", "area_budget_mm2", "objective", "edp", "cycles",
            "energy_uj", "area_mm2", "samples", "wall_s", "folder", "status", "error")
-#: Methods that take an area budget (``max_area_mm2``); the paper baselines and best-known
-#: search fixed design spaces.
-BUDGET_METHODS = ("dosa", "random", "bo", "grid")
-#: Methods that minimise another objective than EDP.
-OBJECTIVE_METHODS = ("dosa", "random", "bo", "grid")
+#: Methods that take an area budget (``max_area_mm2``; the paper baselines and best-known
+#: search fixed design spaces) and methods that minimise another objective than EDP, from the
+#: option table that ``dosa search`` honours.
+BUDGET_METHODS = SEARCH_OPTIONS["max_area_mm2"]
+OBJECTIVE_METHODS = SEARCH_OPTIONS["objective"]
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,7 @@ def run_task(task: SweepTask, out: str, force: bool = False,
         result, reused = search_to_folder(network, task.method, task.seed, config,
                                           Path(out) / task.folder, force=force)
     except Exception as err:  # reported in sweep.csv; the other tasks go on
-        row["error"] = " ".join(str(err).split()) or type(err).__name__
+        row["error"] = one_line(err)
         return row
     row.update(edp=result.edp, cycles=result.cycles, energy_uj=result.energy_uj,
                area_mm2=result.area_mm2, samples=result.samples, wall_s=result.wall_s,
@@ -179,7 +180,7 @@ def run_sweep(tasks: Sequence[SweepTask], out: str | Path, *, workers: int | Non
             client = Client(scheduler, timeout=connect_timeout_s)
         except OSError as err:
             raise ValueError(f"--scheduler {scheduler}: no Dask scheduler answers there "
-                             f"({' '.join(str(err).split())})") from None
+                             f"({one_line(err)})") from None
     budgets = any(t.budget is not None for t in tasks)
     rows: dict[int, dict[str, Any]] = {}
     try:
@@ -199,8 +200,7 @@ def run_sweep(tasks: Sequence[SweepTask], out: str | Path, *, workers: int | Non
                 try:
                     rows[i] = future.result()
                 except Exception as err:  # a worker died: the task could not report itself
-                    rows[i] = {**_row(tasks[i]),
-                               "error": " ".join(str(err).split()) or type(err).__name__}
+                    rows[i] = {**_row(tasks[i]), "error": one_line(err)}
                 bar.update()
     finally:
         client.close()
