@@ -38,7 +38,7 @@ SEARCH_OPTIONS: dict[str, tuple[str, ...]] = {
     "max_pe_dim": _MAX_BOUNDS,
     "max_sp_kb": _MAX_BOUNDS,
     "max_acc_kb": _MAX_BOUNDS,
-    "max_area_mm2": _BOUNDS,
+    "max_area_mm2": _MAX_BOUNDS,
     "objective": ("dosa", "random", "bo", "grid"),
     "starts": ("dosa",),
     "steps": ("dosa",),

@@ -56,6 +56,8 @@ ABLATIONS = (
      "random: the original (paper seeds' hardware lists, original mapspace) vs. ours"),
 )
 BEST_KNOWN_DIR = Path("artifacts") / "best_known"
+#: The best-known design per area budget of notebook 08 (``make best-known-area``).
+BEST_KNOWN_AREA_DIR = Path("artifacts") / "best_known_area"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -77,13 +79,25 @@ class BestKnown:
         return not math.isclose(self.edp, self.stored_edp, rel_tol=1e-9)
 
 
-def best_known_folder(workload: str, root: Path | None = None) -> Path:
-    """``artifacts/best_known/<workload>`` of the checkout (never of a smoke artifacts dir)."""
+def best_known_folder(workload: str, root: Path | None = None, *,
+                      budget: float | None = None) -> Path:
+    """``artifacts/best_known/<workload>`` of the checkout (never of a smoke artifacts dir), or
+    under an area ``budget`` (mm²) ``artifacts/best_known_area/<workload>/<budget>mm2``."""
     base = root if root is not None else repo_root()
     if base is None:
         raise FileNotFoundError("the best-known designs ship with the source checkout "
-                                "(artifacts/best_known/); run `make best-known` to make them")
-    return Path(base) / BEST_KNOWN_DIR / workload
+                                f"({_best_known_dir(budget)}/); run `{_make_target(budget)}` "
+                                "to make them")
+    return Path(base) / _best_known_dir(budget) / workload / (
+        "" if budget is None else f"{budget:.4g}mm2")  # as `make best-known-area` names it
+
+
+def _best_known_dir(budget: float | None) -> Path:
+    return BEST_KNOWN_DIR if budget is None else BEST_KNOWN_AREA_DIR
+
+
+def _make_target(budget: float | None) -> str:
+    return "make best-known" if budget is None else "make best-known-area"
 
 
 def rescore(result: SearchResult) -> float:
@@ -95,31 +109,39 @@ def rescore(result: SearchResult) -> float:
 
 
 def load_best_known(workload: str, root: Path | None = None, *,
-                    config: Mapping[str, Any] | None = None) -> BestKnown:
+                    config: Mapping[str, Any] | None = None,
+                    budget: float | None = None) -> BestKnown:
     """The committed best-known design of ``workload``, re-scored (see module docstring).
 
     ``config``: the search configuration the design must have been found with (e.g. the
     ``best-known`` budget of :data:`dosa.experiments.BUDGETS`), so a yardstick searched under
-    other bounds is refused rather than compared with.
+    other bounds is refused rather than compared with. ``budget``: the area budget (mm²) of
+    ``make best-known-area``'s design instead of the unbounded one; a design over the budget is
+    refused.
     """
-    folder = best_known_folder(workload, root)
+    folder = best_known_folder(workload, root, budget=budget)
+    where = folder.relative_to(folder.parents[2 if budget is None else 3])  # artifacts/...
+    target = _make_target(budget)
     if not (folder / "result.json").is_file():
-        raise FileNotFoundError(f"no best-known design for {workload!r} in {BEST_KNOWN_DIR}/; "
-                                "run `make best-known`")
+        raise FileNotFoundError(f"no best-known design for {workload!r} in {where}/; "
+                                f"run `{target}`")
     result = SearchResult.read(folder)
     if result.workload != workload:
-        raise ValueError(f"{folder} holds a design of {result.workload!r}, not {workload!r}")
+        raise ValueError(f"{where} holds a design of {result.workload!r}, not {workload!r}")
     if config is not None:
         found = result.provenance.get("config")
         wanted = canonical_config(config)
         if found != wanted:
-            raise ValueError(f"{BEST_KNOWN_DIR / workload} was searched with {found}, not the "
-                             f"artifact's {wanted}; run `make best-known`")
+            raise ValueError(f"{where} was searched with {found}, not the "
+                             f"artifact's {wanted}; run `{target}`")
+    if budget is not None and result.hardware.area_mm2() > budget:
+        raise ValueError(f"{where}: the design's area {result.hardware.area_mm2():.4g} mm² "
+                         f"exceeds the budget {budget:g} mm²; run `{target}`")
     edp = rescore(result)
-    best = BestKnown(workload, edp, result.edp, result, (BEST_KNOWN_DIR / workload).as_posix())
+    best = BestKnown(workload, edp, result.edp, result, where.as_posix())
     if best.rescored_changed:
         log.warning("best-known %s: the current model scores the committed design %.6g "
-                    "(stored %.6g); the re-scored value is used", workload, edp, result.edp)
+                    "(stored %.6g); the re-scored value is used", where, edp, result.edp)
     return best
 
 

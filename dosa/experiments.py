@@ -21,10 +21,8 @@ import hashlib
 import importlib
 import json
 import logging
-import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -204,31 +202,40 @@ R = TypeVar("R")
 
 def parallel_map(fn: Callable[[T], R], items: Sequence[T], *, workers: int | None = None,
                  desc: str = "", progress: bool = False) -> list[R]:
-    """``[fn(x) for x in items]`` in ``workers`` processes (default :func:`default_workers`).
+    """``[fn(x) for x in items]`` as tasks of a Dask ``LocalCluster`` of ``workers``
+    single-threaded processes (default :func:`default_workers`; the cluster of ``dosa sweep``,
+    :func:`dosa.sweep.dask_client`), or of the existing cluster at ``$DOSA_SCHEDULER``
+    (``tcp://host:port``; its workers must see this checkout and its run cache at the same
+    paths).
 
     For deterministic, single-threaded searches only: each item's result is independent of
     where it runs, so the numbers equal a sequential run. The first failure stops the map
-    (pending items are cancelled) and is raised. ``fn`` must be picklable (module level).
+    (pending tasks are cancelled) and is raised. ``fn`` must be picklable.
     """
     items = list(items)
     workers = default_workers() if workers is None else workers
+    scheduler = os.environ.get("DOSA_SCHEDULER") or None
     out: dict[int, R] = {}
     with tqdm(total=len(items), desc=desc, disable=not progress) as bar:
-        if workers <= 1 or len(items) <= 1:
+        if scheduler is None and (workers <= 1 or len(items) <= 1):
             for i, item in enumerate(items):
                 out[i] = fn(item)
                 bar.update()
         else:
-            # spawn, not fork: a forked torch/OpenMP runtime can deadlock in the child
-            context = multiprocessing.get_context("spawn")
-            pool = ProcessPoolExecutor(min(workers, len(items)), mp_context=context)
-            try:
-                futures = {pool.submit(fn, item): i for i, item in enumerate(items)}
-                for future in as_completed(futures):
-                    out[futures[future]] = future.result()
-                    bar.update()
-            finally:
-                pool.shutdown(wait=True, cancel_futures=True)
+            from distributed import as_completed
+
+            from dosa.sweep import dask_client
+
+            with dask_client(workers, scheduler, tasks=len(items),
+                             source="DOSA_SCHEDULER") as client:
+                futures = {client.submit(fn, item, pure=False, key=f"{desc or 'map'}-{i}"): i
+                           for i, item in enumerate(items)}
+                try:
+                    for future in as_completed(futures):
+                        out[futures[future]] = future.result()
+                        bar.update()
+                finally:
+                    client.cancel([f for f in futures if not f.done()])
     return [out[i] for i in range(len(items))]
 
 

@@ -4,7 +4,7 @@
 before it starts, recomputes everything, and then calls ``python -m dosa.reproduce``:
 
 * ``--started EPOCH`` records the wall time of the whole reproduce as the (timing) claim
-  ``reproduce.wall_min``, so the README's statement of it is measured, not typed;
+  ``bench.reproduce_min``, so the README's statement of it is measured, not typed;
 * ``--reference FILE`` prints one row per claim — committed value, reproduced value, the
   paper's value, the relative drift — and flags every deterministic claim (same seed, same
   code ⇒ same number) that changed. Timings are shown, never flagged.
@@ -32,11 +32,11 @@ SOURCE = "Makefile (make reproduce)"
 
 
 def record_wall_time(started: float, now: float | None = None) -> float:
-    """Store the minutes since ``started`` (a Unix time) as the claim ``reproduce.wall_min``."""
+    """Store the minutes since ``started`` (a Unix time) as the claim ``bench.reproduce_min``."""
     minutes = ((time.time() if now is None else now) - started) / 60
     if not minutes > 0:
         raise ValueError(f"--started {started} lies in the future")
-    update_claims({"reproduce.wall_min": claim(minutes, None, "min (2-core machine)", SOURCE,
+    update_claims({"bench.reproduce_min": claim(minutes, None, "min (2-core machine)", SOURCE,
                                                deterministic=False)})
     return minutes
 

@@ -86,6 +86,27 @@ def test_bounds_that_are_not_whole_kb_are_honoured() -> None:
         m.check(layer, res.hardware)
 
 
+def test_an_area_budget_is_honoured_and_polish_takes_the_widest_array_it_allows() -> None:
+    budget = Hardware(4, 8.0, 4.0).area_mm2()
+    res = bk.best_known_search(NET, 0, **{**SMALL, "max_area_mm2": budget})
+    assert res.hardware.area_mm2() <= budget and res.config["max_area_mm2"] == budget
+    for layer, m in zip(NET, res.mappings, strict=True):
+        m.check(layer, res.hardware)
+    cfg = bk.BestKnownConfig(**BOUNDS, max_area_mm2=budget)
+    mappings = heuristic_mappings(NET, Hardware(2, 4.0, 2.0))
+    cands = bk.polished_hardware(NET, mappings, Hardware(4, 8.0, 4.0), cfg)
+    assert cands and all(c.area_mm2() <= budget for c in cands)
+    # the widest candidate is the widest array the budget allows for the same buffers
+    widest = max(cands, key=lambda c: c.pe_dim)
+    _, acc_words, _ = bk.needed_words(NET, mappings)
+    wider = widest.pe_dim + 1
+    assert wider > BOUNDS["max_pe_dim"] or Hardware(
+        wider, widest.sp_kb, float(math.ceil(wider * acc_words * 4 / 1024))).area_mm2() > budget
+    unbounded = bk.polished_hardware(NET, mappings, Hardware(4, 8.0, 4.0),
+                                     bk.BestKnownConfig(**BOUNDS))
+    assert widest.pe_dim < max(c.pe_dim for c in unbounded)  # the budget binds here
+
+
 # ----------------------------------------------------------------------------------------------
 # Coordinate descent
 # ----------------------------------------------------------------------------------------------
@@ -188,6 +209,8 @@ def test_polished_hardware_holds_the_mappings_within_bounds() -> None:
     ({"max_sp_kb": -1.0}, "max_sp_kb"),
     ({"max_acc_kb": float("nan")}, "max_acc_kb"),
     ({"max_sp_kb": 0.5}, "max_sp_kb"),  # no grid point fits
+    ({"max_area_mm2": 0.0}, "max_area_mm2"),
+    ({"max_area_mm2": 1e-6}, "max_area_mm2"),  # no grid point fits
     ({"mappings_per_layer": 10}, "mappings_per_layer"),
 ])
 def test_bad_options_name_the_field(options: dict, field: str) -> None:

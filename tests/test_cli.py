@@ -311,8 +311,8 @@ def _one_error_line(err: str, prefix: str) -> str:
                                              "bo, grid, best-known (not random-paper)"),
     ("bo-paper", ["--pe-dim", "16"], "--pe-dim applies to --method dosa, random, bo, grid "
                                      "(not bo-paper)"),
-    ("best-known", ["--max-area-mm2", "3"], "--max-area-mm2 applies to --method dosa, random, "
-                                            "bo, grid (not best-known)"),
+    ("random-paper", ["--max-area-mm2", "3"], "--max-area-mm2 applies to --method dosa, "
+                                              "random, bo, grid, best-known (not random-paper)"),
     ("random-paper", ["--objective", "latency"], "--objective latency applies to --method "
      "dosa, random, bo, grid (not random-paper, which minimises EDP only)"),
     ("bo-paper", ["--objective", "energy"], "--objective energy applies to --method dosa, "

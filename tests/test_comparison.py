@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from dosa import comparison
+from dosa.hardware import GEMMINI_DEFAULT
 from dosa.search.random_search import random_search
 
 WORKLOADS = ("resnet50", "bert")
@@ -143,3 +144,43 @@ def test_committed_best_known_designs_still_score_as_stored(workload: str) -> No
     hw = bk.result.hardware
     assert hw.pe_dim <= SPACE_BOUNDS["max_pe_dim"] and hw.sp_kb <= SPACE_BOUNDS["max_sp_kb"]
     assert hw.acc_kb <= SPACE_BOUNDS["max_acc_kb"]
+
+
+def test_best_known_under_an_area_budget(tmp_path: Path) -> None:
+    """The per-budget yardstick lives in its own folder, and one over its budget is refused."""
+    from dosa.workload import load_network
+
+    result = random_search("bert", 0, num_hw=1, mappings_per_layer=5)
+    area = result.hardware.area_mm2()
+    folder = comparison.best_known_folder("bert", tmp_path, budget=1.267)
+    assert folder == tmp_path / "artifacts" / "best_known_area" / "bert" / "1.267mm2"
+    budget = area * 1.01
+    result.write(comparison.best_known_folder("bert", tmp_path, budget=budget),
+                 load_network("bert"))
+    bk = comparison.load_best_known("bert", tmp_path, budget=budget)
+    assert bk.source == f"artifacts/best_known_area/bert/{budget:.4g}mm2"
+    assert bk.edp == pytest.approx(result.edp, rel=1e-12)
+    tight = area * 0.99
+    result.write(comparison.best_known_folder("bert", tmp_path, budget=tight),
+                 load_network("bert"))
+    with pytest.raises(ValueError, match="exceeds the budget"):
+        comparison.load_best_known("bert", tmp_path, budget=tight)
+    with pytest.raises(FileNotFoundError, match="make best-known-area"):
+        comparison.load_best_known("unet", tmp_path, budget=2.0)
+
+
+#: Notebook 08's bounded budgets (``make best-known-area``): the default's area as it rounds it.
+BUDGETED = [(w, b) for w in ("resnet50", "bert", "unet", "retinanet")
+            for b in (0.5, 1.0, round(GEMMINI_DEFAULT.area_mm2(), 4), 2.0, 4.0, 8.0, 16.0)]
+
+
+@pytest.mark.parametrize(("workload", "budget"), BUDGETED)
+def test_committed_area_best_known_designs_fit_and_score_as_stored(workload: str,
+                                                                   budget: float) -> None:
+    """Notebook 08's yardstick: searched with the area budget, within it, scored as stored."""
+    from dosa.tradeoff import budget_config
+
+    bk = comparison.load_best_known(workload, budget=budget,
+                                    config=budget_config("best-known", "full", budget))
+    assert not bk.rescored_changed, (workload, budget, bk.edp, bk.stored_edp)
+    assert bk.result.hardware.area_mm2() <= budget

@@ -194,3 +194,43 @@ def test_every_budget_is_accepted_by_its_method(profile: str) -> None:
             params = inspect.signature(experiments.method_fn(method)).parameters
             named = {n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
             assert set(config) <= named, (label, set(config) - named)
+
+
+def test_parallel_map_runs_on_dask_and_raises_the_first_failure(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With more than one worker the items are tasks of a Dask LocalCluster (the engine of
+    `dosa sweep`): results in item order, and a failing task's own exception is raised."""
+    import math
+
+    from dosa import sweep
+
+    monkeypatch.delenv("DOSA_SCHEDULER", raising=False)
+    clusters = []
+    real = sweep.dask_client
+
+    def spy(*args: object, **kwargs: object):
+        clusters.append((args, kwargs))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sweep, "dask_client", spy)
+    assert experiments.parallel_map(math.sqrt, [4.0, 9.0, 16.0], workers=2) == [2.0, 3.0, 4.0]
+    assert clusters == [((2, None), {"tasks": 3, "source": "DOSA_SCHEDULER"})]
+    with pytest.raises(ValueError, match="math domain error"):
+        experiments.parallel_map(math.sqrt, [4.0, -1.0, 9.0], workers=2)
+
+
+def test_parallel_map_uses_the_cluster_named_by_dosa_scheduler(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import math
+
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster:
+        monkeypatch.setenv("DOSA_SCHEDULER", cluster.scheduler_address)
+        # even with one local worker the items go to the named cluster
+        assert experiments.parallel_map(math.sqrt, [4.0, 9.0], workers=1) == [2.0, 3.0]
+        assert "map" in cluster.scheduler.task_prefixes  # the tasks ran there
+    monkeypatch.setenv("DOSA_SCHEDULER", "tcp://127.0.0.1:9")
+    with pytest.raises(ValueError, match="DOSA_SCHEDULER tcp://127.0.0.1:9: no Dask scheduler"):
+        experiments.parallel_map(math.sqrt, [4.0, 9.0], workers=1)

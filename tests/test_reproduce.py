@@ -23,8 +23,8 @@ def test_report_flags_changed_deterministic_claims(tmp_path: Path,
                            "--reference", str(tmp_path / "ref.json")]) == 0
     out = capsys.readouterr().out
     assert "FLAGGED: 1 deterministic claim(s)" in out and "fig4.y" in out.split("FLAGGED")[1]
-    assert load_claims()["reproduce.wall_min"]["measured"] == pytest.approx(1.5, rel=0.05)
-    assert "reproduce.wall_min" in out.split("FLAGGED")[0]  # shown, not flagged
+    assert load_claims()["bench.reproduce_min"]["measured"] == pytest.approx(1.5, rel=0.05)
+    assert "bench.reproduce_min" in out.split("FLAGGED")[0]  # shown, not flagged
 
 
 def test_report_all_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

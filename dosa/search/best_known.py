@@ -125,6 +125,8 @@ class BestKnownConfig:
     max_pe_dim: int = 128
     max_sp_kb: float = 2048.0
     max_acc_kb: float = 2048.0
+    #: Area budget in mm² (the area model of every method); None = the bounds above only.
+    max_area_mm2: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("top_points", "random_per_layer", "rounds", "refine_starts", "local_steps",
@@ -132,11 +134,12 @@ class BestKnownConfig:
             positive_int(name, getattr(self, name))
         for name in ("max_sp_kb", "max_acc_kb"):
             positive_number(name, getattr(self, name))
+        positive_number("max_area_mm2", self.max_area_mm2, optional=True)
         self.bounds().require_candidates()
 
     def bounds(self) -> HardwareBounds:
         return HardwareBounds(max_pe_dim=self.max_pe_dim, max_sp_kb=self.max_sp_kb,
-                              max_acc_kb=self.max_acc_kb)
+                              max_acc_kb=self.max_acc_kb, max_area_mm2=self.max_area_mm2)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -429,9 +432,9 @@ def polished_hardware(network: Network, mappings: Sequence[Mapping], hw: Hardwar
     """Smaller hardware that still holds ``mappings`` (which must fit ``hw``) within the bounds.
 
     Buffers in whole KB, as DOSA's evaluation-mode min-HW (never above ``hw``'s own sizes, so
-    non-integer bounds are honoured); pe_dim either the largest the bounds allow for the needed
-    accumulator bank or the smallest the mappings need (DOSA's min-HW). Returns the distinct
-    candidates, ``hw`` itself excluded.
+    non-integer bounds are honoured); pe_dim either the largest the bounds (area included)
+    allow for the needed accumulator bank or the smallest the mappings need (DOSA's min-HW).
+    Returns the distinct candidates, ``hw`` itself excluded.
     """
     spatial, acc_words, sp_words = needed_words(network, mappings)
     sp_kb = min(float(max(1, math.ceil(sp_words * SP_WORD_BYTES / 1024 - 1e-9))), hw.sp_kb)
@@ -439,8 +442,9 @@ def polished_hardware(network: Network, mappings: Sequence[Mapping], hw: Hardwar
     def acc_kb(pe: int) -> float:
         return float(max(1, math.ceil(pe * acc_words * ACC_WORD_BYTES / 1024 - 1e-9)))
 
+    bounds = cfg.bounds()
     pes = [pe for pe in range(cfg.max_pe_dim, max(spatial, 1) - 1, -1)
-           if acc_kb(pe) <= cfg.max_acc_kb]
+           if acc_kb(pe) <= cfg.max_acc_kb and bounds.feasible(Hardware(pe, sp_kb, acc_kb(pe)))]
     out = []
     for pe in dict.fromkeys([*pes[:1], max(spatial, 2) if max(spatial, 2) <= cfg.max_pe_dim
                              else spatial, hw.pe_dim]):
@@ -448,7 +452,7 @@ def polished_hardware(network: Network, mappings: Sequence[Mapping], hw: Hardwar
         if acc > cfg.max_acc_kb:
             continue
         cand = Hardware(pe, sp_kb, acc)
-        if cand != hw and cfg.bounds().feasible(cand):
+        if cand != hw and bounds.feasible(cand):
             out.append(cand)
     return out
 
