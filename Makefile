@@ -95,14 +95,14 @@ best-known: $(STAMP)
 	    --max-sp-kb 2048 --max-acc-kb 2048 --force --quiet --out artifacts/best_known/{}
 
 # The yardstick of notebook 08 (area trade-off): the same best-known search under each area
-# budget of the notebook (the Gemmini default's area by the area model, rounded as the notebook
-# rounds it, is one of them; unbounded is artifacts/best_known/<workload> above), about 90
-# CPU-minutes in all, committed in artifacts/best_known_area/<workload>/<budget>mm2/ (budget
-# named as dosa.tradeoff.budget_name names it) and re-scored by the notebook, which refuses a
-# design searched under another budget.
-DEFAULT_AREA = $(shell $(BIN)/python -c \
-  'from dosa.hardware import GEMMINI_DEFAULT as d; print(round(d.area_mm2(), 4))')
-BEST_KNOWN_AREA_BUDGETS = 0.5 1 $(DEFAULT_AREA) 2 4 8 16
+# budget of the notebook (dosa.tradeoff.AREA_BUDGETS, which the notebook uses too; the Gemmini
+# default's area by the area model is one of them; unbounded is artifacts/best_known/<workload>
+# above), about 90 CPU-minutes in all, committed in
+# artifacts/best_known_area/<workload>/<budget>mm2/ (budget named as
+# dosa.tradeoff.budget_name names it) and re-scored by the notebook, which refuses a design
+# searched under another budget. Whole budgets print as integers (1, not 1.0).
+BEST_KNOWN_AREA_BUDGETS = $(shell $(BIN)/python -c 'from dosa.tradeoff import AREA_BUDGETS; \
+  print(*(int(b) if b.is_integer() else b for b in AREA_BUDGETS))')
 best-known-area: $(STAMP)
 	for b in $(BEST_KNOWN_AREA_BUDGETS); do printf "%s $$b\n" $(BEST_KNOWN_WORKLOADS); done \
 	  | xargs -P $$(nproc) -L 1 sh -c '$(BIN)/dosa search --method best-known --workload $$0 \

@@ -10,11 +10,11 @@ Ratios are of *medians over seeds* (median baseline EDP / median DOSA EDP per wo
 the geometric mean over workloads): the faithful baselines run the paper's seeds and our random
 search 20 seeds, so per-seed pairs with DOSA's seeds would pair unrelated runs.
 
-The yardstick is the *best-known design* of each workload (:func:`best_known`): the result of a
-deliberately expensive search (``make best-known``, :mod:`dosa.search.best_known`) committed in
-``artifacts/best_known/<workload>/`` and *re-scored* with the current model whenever it is used,
-so a model change can never leave a stale EDP behind. This module only presents results; it is
-not part of the run keys' code fingerprint.
+The yardstick is the *best-known design* of each workload (:func:`best_known_for`): the result
+of a deliberately expensive search (``make best-known``, :mod:`dosa.search.best_known`)
+committed in ``artifacts/best_known/<workload>/`` and *re-scored* with the current model
+whenever it is used, so a model change can never leave a stale EDP behind. This module only
+presents results; it is not part of the run keys' code fingerprint.
 """
 
 from __future__ import annotations
@@ -30,9 +30,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dosa import experiments
 from dosa.claims import repo_root
 from dosa.experiments import _canonical as canonical_config
 from dosa.search.result import SearchResult
+from dosa.tradeoff import budget_config
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +145,27 @@ def load_best_known(workload: str, root: Path | None = None, *,
         log.warning("best-known %s: the current model scores the committed design %.6g "
                     "(stored %.6g); the re-scored value is used", where, edp, result.edp)
     return best
+
+
+def best_known_for(workload: str, profile: str, *, budget: float | None = None, seed: int = 0,
+                   experiment: str = "best-known", label: str = "best-known") -> BestKnown:
+    """The yardstick of ``workload`` in a notebook's ``profile`` (notebooks 03 and 08).
+
+    Full profile: the committed best-known design (:func:`load_best_known`; under the area
+    ``budget`` if given), which must have been searched with the ``best-known`` configuration
+    (:func:`dosa.tradeoff.budget_config`), re-scored. Smoke profile: the same search with the
+    profile's tiny budget, a cached run (:func:`dosa.experiments.run`) named ``label`` in
+    ``experiment`` with ``seed``; its EDP re-scored, its ``source`` "smoke run".
+    """
+    if profile not in experiments.BUDGETS:
+        raise ValueError(f"profile must be one of {sorted(experiments.BUDGETS)}, "
+                         f"got {profile!r}")
+    config = budget_config("best-known", profile, budget)
+    if profile == "full":
+        return load_best_known(workload, budget=budget, config=config)
+    result = experiments.run(workload, "best-known", seed, experiment=experiment, config=config,
+                             label=label)
+    return BestKnown(workload, rescore(result), result.edp, result, "smoke run")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -22,12 +22,11 @@ import importlib
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pandas as pd
-from tqdm import tqdm
 
 from dosa.claims import artifacts_dir, runs_dir
 from dosa.search.dosa_gd import RECOMMENDED
@@ -183,6 +182,8 @@ def run_labels(jobs: Iterable[Job], profile: str, *, experiment: str,
     and workloads are checked before any process starts; the first failing run stops the
     sweep (pending runs are cancelled) and is named in the error.
     """
+    from dosa.sweep import parallel_map  # not at the top: dosa.sweep imports this module
+
     jobs = list(dict.fromkeys(jobs))
     if profile not in BUDGETS:
         raise ValueError(f"profile must be one of {sorted(BUDGETS)}, got {profile!r}")
@@ -194,49 +195,6 @@ def run_labels(jobs: Iterable[Job], profile: str, *, experiment: str,
     results = parallel_map(functools.partial(_run_job, profile=profile, experiment=experiment),
                            jobs, workers=workers, desc=experiment, progress=progress)
     return dict(zip(jobs, results, strict=True))
-
-
-T = TypeVar("T")
-R = TypeVar("R")
-
-
-def parallel_map(fn: Callable[[T], R], items: Sequence[T], *, workers: int | None = None,
-                 desc: str = "", progress: bool = False) -> list[R]:
-    """``[fn(x) for x in items]`` as tasks of a Dask ``LocalCluster`` of ``workers``
-    single-threaded processes (default :func:`default_workers`; the cluster of ``dosa sweep``,
-    :func:`dosa.sweep.dask_client`), or of the existing cluster at ``$DOSA_SCHEDULER``
-    (``tcp://host:port``; its workers must see this checkout and its run cache at the same
-    paths).
-
-    For deterministic, single-threaded searches only: each item's result is independent of
-    where it runs, so the numbers equal a sequential run. The first failure stops the map
-    (pending tasks are cancelled) and is raised. ``fn`` must be picklable.
-    """
-    items = list(items)
-    workers = default_workers() if workers is None else workers
-    scheduler = os.environ.get("DOSA_SCHEDULER") or None
-    out: dict[int, R] = {}
-    with tqdm(total=len(items), desc=desc, disable=not progress) as bar:
-        if scheduler is None and (workers <= 1 or len(items) <= 1):
-            for i, item in enumerate(items):
-                out[i] = fn(item)
-                bar.update()
-        else:
-            from distributed import as_completed
-
-            from dosa.sweep import dask_client
-
-            with dask_client(workers, scheduler, tasks=len(items),
-                             source="DOSA_SCHEDULER") as client:
-                futures = {client.submit(fn, item, pure=False, key=f"{desc or 'map'}-{i}"): i
-                           for i, item in enumerate(items)}
-                try:
-                    for future in as_completed(futures):
-                        out[futures[future]] = future.result()
-                        bar.update()
-                finally:
-                    client.cancel([f for f in futures if not f.done()])
-    return [out[i] for i in range(len(items))]
 
 
 def _run_job(job: Job, *, profile: str, experiment: str) -> SearchResult:

@@ -63,6 +63,16 @@ DTYPE = torch.float64
 _REL_W = (1, 1, 0, 0, 1, 1, 0)
 _REL_I = (1, 1, 1, 1, 1, 0, 1)
 _REL_O = (0, 0, 1, 1, 0, 1, 1)
+_REL_W_T = torch.tensor(_REL_W, dtype=torch.bool)
+_REL_O_T = torch.tensor(_REL_O, dtype=torch.bool)
+# [4, 1]: where each level's loops start in the innermost-first order over all levels
+_LEVEL_OFFSET = 7 * torch.arange(4, dtype=DTYPE).unsqueeze(-1)
+_W_DIMS = [R, S, C, K]
+_O_DIMS = [P, Q, K, N]
+# The input box axis (n, c, h, w) one DRAM iteration of each dim moves (rule 4), as one-hot
+# rows in R..N order: R and P move w, S and Q move h, C moves c, N moves n, K nothing.
+_STEP_AXIS = torch.tensor([[0, 0, 0, 1], [0, 0, 1, 0], [0, 0, 0, 1], [0, 0, 1, 0],
+                           [0, 1, 0, 0], [0, 0, 0, 0], [1, 0, 0, 0]], dtype=DTYPE)
 
 ACCESS_NAMES = ("mac", "registers", "accumulator", "scratchpad", "dram")
 #: Columns of :attr:`ModelOutput.bounds`: the compute cycles and each bandwidth-limited level.
@@ -138,33 +148,33 @@ def _outer_multiplier(tf: torch.Tensor, rel: torch.Tensor) -> torch.Tensor:
 
 def capacities(dims: torch.Tensor, strides: torch.Tensor, temporal: torch.Tensor,
                spatial: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Tile sizes in words at the accumulator (L1) and scratchpad (L2) (spec §4.1)."""
+    """Tile sizes in words at the accumulator (L1) and scratchpad (L2) (spec §4.1).
+
+    Also returns the guarded factors ``gt``/``gs`` (rule 1), so that :func:`evaluate` given
+    these capacities does not guard the same tables again.
+    """
     gt = g(temporal)
     gs = g(spatial)
     t1 = gt[:, 1] * gt[:, 0]  # rule 2: fold L0 into L1
     f1 = t1 * gs[:, 1]
     f2 = f1 * gt[:, 2] * gs[:, 2]
     ws, hs = strides[:, 0], strides[:, 1]
-
-    def weights(f: torch.Tensor) -> torch.Tensor:
-        return f[:, R] * f[:, S] * f[:, C] * f[:, K]
-
-    def outputs(f: torch.Tensor) -> torch.Tensor:
-        return f[:, P] * f[:, Q] * f[:, K] * f[:, N]
-
-    tp = t1[:, P] * gt[:, 2, P]
-    tq = t1[:, Q] * gt[:, 2, Q]
-    tr = t1[:, R] * gt[:, 2, R]
-    ts = t1[:, S] * gt[:, 2, S]
+    # weights (R, S, C, K) and outputs (P, Q, K, N) of both levels in two products
+    f12 = torch.stack([f1, f2], dim=1)  # [B, 2, 7]
+    w12 = f12[..., _W_DIMS].prod(dim=-1)
+    o12 = f12[..., _O_DIMS].prod(dim=-1)
+    tr, ts, tp, tq = (t1[:, :4] * gt[:, 2, :4]).unbind(1)  # unbind: one backward node
     sp_pq = (gs[:, 1:3, P] * gs[:, 1:3, Q]).prod(dim=-1)
     i2 = f2[:, C] * f2[:, N] * sp_pq * ((tp - 1) * ws + tr) * ((tq - 1) * hs + ts)
     max_spatial = torch.clamp(spatial[:, 1:].amax(dim=(1, 2)), min=1.0)
-    return {"o1": outputs(f1), "w1": weights(f1), "o2": outputs(f2), "w2": weights(f2),
-            "i2": i2, "max_spatial": max_spatial}
+    (w1, w2), (o1, o2) = w12.unbind(1), o12.unbind(1)
+    return {"o1": o1, "w1": w1, "o2": o2, "w2": w2,
+            "i2": i2, "max_spatial": max_spatial, "gt": gt, "gs": gs}
 
 
 def _input_fills(dims: torch.Tensor, strides: torch.Tensor, temporal: torch.Tensor,
-                 spatial: torch.Tensor, rank: torch.Tensor) -> torch.Tensor:
+                 spatial: torch.Tensor, rank: torch.Tensor, gt: torch.Tensor | None = None,
+                 gs: torch.Tensor | None = None) -> torch.Tensor:
     """Scratchpad input fills from DRAM, as Timeloop's delta analysis counts them (rule 4).
 
     The input tile is a box in (n, c, h, w) with extents N_t, C_t, (P_t-1)*Wstride + R_t and
@@ -175,33 +185,31 @@ def _input_fills(dims: torch.Tensor, strides: torch.Tensor, temporal: torch.Tens
     The innermost loop m always fetches the box minus its overlap with the previous one. Any
     other step fetches the same delta if t_j == t_m, and the whole box otherwise (its offset
     differs from the last recorded one, so Timeloop discards the residue). Summing with the
-    weights (f_j - 1) * prod(factors outside j) gives the closed form below.
+    weights (f_j - 1) * prod(factors outside j) gives the closed form of :func:`box_fills`.
+    ``gt``/``gs`` may pass the guarded temporal and spatial factors (rule 1).
     """
-    gt = g(temporal)
-    gs = g(spatial)
+    gt = g(temporal) if gt is None else gt
+    gs = g(spatial) if gs is None else gs
     t3 = temporal[:, 3]
     exists = t3 > 1
     ws, hs = strides[:, 0], strides[:, 1]
     # [B, 7] extents inside DRAM. Spatial P/Q/R/S never occur on Gemmini (only C and K fan
     # out); were they allowed, they would widen the box here.
     inner = (gt[:, :3] * gs[:, :3]).prod(dim=1)
-    in_r, in_s, in_p, in_q = inner[:, R], inner[:, S], inner[:, P], inner[:, Q]
-    extent = torch.stack([inner[:, N], inner[:, C], (in_q - 1) * hs + in_s,
+    in_r, in_s, in_p, in_q, in_c, _, in_n = inner.unbind(1)
+    extent = torch.stack([in_n, in_c, (in_q - 1) * hs + in_s,
                           (in_p - 1) * ws + in_r], dim=-1)  # (n, c, h, w)
-    zero = torch.zeros_like(in_r)
-    step = torch.stack([  # one DRAM iteration of each dim moves the box by this, R..N order
-        torch.stack([zero, zero, zero, in_r], -1),
-        torch.stack([zero, zero, in_s, zero], -1),
-        torch.stack([zero, zero, zero, in_p * ws], -1),
-        torch.stack([zero, zero, in_q * hs, zero], -1),
-        torch.stack([zero, inner[:, C], zero, zero], -1),
-        torch.zeros_like(extent),
-        torch.stack([inner[:, N], zero, zero, zero], -1)], dim=1)  # [B, 7, 4]
-
-    # DRAM loops innermost first; loops with factor <= 1 do not exist (box_fills drops them).
+    # How far one DRAM iteration of each dim moves the box (R..N order): the dim's extent
+    # inside DRAM, times the stride for P and Q, along the dim's axis (_STEP_AXIS).
+    scale = torch.ones_like(inner)
+    scale[:, P], scale[:, Q] = ws, hs
+    # DRAM loops innermost first, the ones that do not exist (factor <= 1) last.
     order = torch.argsort(rank[:, 3] + 7 * (~exists).to(rank.dtype), dim=-1)
-    return box_fills(extent, step.gather(1, order.unsqueeze(-1).expand(-1, -1, 4)),
-                     t3.gather(1, order))
+    live = exists.gather(1, order)
+    step = ((inner * scale).unsqueeze(-1) * _STEP_AXIS.to(inner.device)).gather(
+        1, order.unsqueeze(-1).expand(-1, -1, 4)) * live.unsqueeze(-1)  # [B, 7, 4]
+    factor = torch.where(live, gt[:, 3].gather(1, order), 1.0)
+    return _box_fills_live(extent, step, factor)
 
 
 def box_fills(extent: torch.Tensor, step: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
@@ -216,7 +224,14 @@ def box_fills(extent: torch.Tensor, step: torch.Tensor, factor: torch.Tensor) ->
     live = exists.gather(1, order)
     step = step.gather(1, order.unsqueeze(-1).expand(-1, -1, 4)) * live.unsqueeze(-1)
     factor = torch.where(live, g(factor).gather(1, order), 1.0)
-    move = step - (torch.cumsum(step, dim=1) - step)  # t_j
+    return _box_fills_live(extent, step, factor)
+
+
+def _box_fills_live(extent: torch.Tensor, step: torch.Tensor, factor: torch.Tensor
+                    ) -> torch.Tensor:
+    """:func:`box_fills` once the existing loops come first (innermost first) and the others
+    have a zero step and factor 1."""
+    move = 2 * step - torch.cumsum(step, dim=1)  # t_j = step_j - the inner loops' steps
     outside = torch.flip(torch.cumprod(torch.flip(factor, [1]), dim=1), [1]) / factor
     weight = (factor - 1) * outside  # number of times loop j advances
     halo = (move == move[:, :1]).all(dim=-1)  # steps that keep the innermost loop's offset
@@ -257,28 +272,30 @@ def actions(dims: torch.Tensor, strides: torch.Tensor, temporal: torch.Tensor,
     """The fill counts of rules 3-4 and the MAC count of rule 5."""
     if caps is None:
         caps = capacities(dims, strides, temporal, spatial)
-    # dims innermost first per level: the inverse permutation of the ranks (no sort needed)
-    inner_first = torch.empty_like(rank).scatter_(
-        -1, rank, torch.arange(7, device=rank.device).expand_as(rank).contiguous())
-    tf = temporal.gather(2, inner_first)
-    gs = g(spatial)
+    gt, gs = caps["gt"], caps["gs"]
+    # Rule 3 by loop position instead of a sort: loop (level, d) sits at 7 * level + rank
+    # counted innermost first over all levels; a tensor's tile above level l is refilled by
+    # every loop at or outside the innermost relevant loop with factor > 1 above l.
+    # positions as floats: float reductions are vectorised, int64 ones are not
+    pos = rank.to(temporal.dtype) + _LEVEL_OFFSET.to(temporal.device)
+    above = temporal > 1
 
-    def rel_seq(rel: tuple[int, ...]) -> torch.Tensor:
-        return torch.tensor(rel, dtype=torch.bool, device=dims.device)[inner_first]
+    def refills(level: int, rel: torch.Tensor) -> torch.Tensor:
+        key = torch.where(above[:, level:] & rel.to(above.device), pos[:, level:], 4.0 * 7)
+        first = key.flatten(1).amin(dim=1)
+        counted = pos[:, level:] >= first[:, None, None]
+        return torch.where(counted, gt[:, level:], 1.0).flatten(1).prod(dim=1)
 
-    rw, ro = rel_seq(_REL_W), rel_seq(_REL_O)
-    b = dims.shape[0]
+    gs_above = torch.cumprod(gs.flip(1), dim=1)  # [:, k] = product of levels 3-k..3
     return Actions(
         mac=dims.prod(dim=-1),
         out=dims[:, P] * dims[:, Q] * dims[:, K] * dims[:, N],
         csp=gs[:, 1, C],
         ksp=gs[:, 2, K],
-        w_w0=(_outer_multiplier(tf[:, 1:].reshape(b, -1), rw[:, 1:].reshape(b, -1))
-              * gs[:, 1:].flatten(1).prod(dim=1)),
-        w_o1=caps["o1"] * (_outer_multiplier(tf[:, 2:].reshape(b, -1), ro[:, 2:].reshape(b, -1))
-                           * gs[:, 2:].flatten(1).prod(dim=1)),
-        w_w2=caps["w2"] * _outer_multiplier(tf[:, 3], rw[:, 3]),
-        w_i2=_input_fills(dims, strides, temporal, spatial, rank),
+        w_w0=refills(1, _REL_W_T) * gs_above[:, 2].prod(dim=1),
+        w_o1=caps["o1"] * (refills(2, _REL_O_T) * gs_above[:, 1].prod(dim=1)),
+        w_w2=caps["w2"] * refills(3, _REL_W_T),
+        w_i2=_input_fills(dims, strides, temporal, spatial, rank, gt, gs),
     )
 
 
@@ -313,19 +330,25 @@ def latency_bounds(act: Actions, hw: torch.Tensor) -> torch.Tensor:
     ], dim=-1)
 
 
-def energy_uj(act: Actions, hw: torch.Tensor) -> torch.Tensor:
-    """Energy in µJ (rule 7), with pat's energies for the buffer sizes Timeloop instantiates."""
-    pe, sp_kb, acc_kb = hw[:, 0], hw[:, 1], hw[:, 2]
+def energy_uj(act: Actions, hw: torch.Tensor, totals: torch.Tensor | None = None
+              ) -> torch.Tensor:
+    """Energy in µJ (rule 7), with pat's energies for the buffer sizes Timeloop instantiates.
+
+    ``totals`` may pass ``act.totals()`` when the caller has it already.
+    """
+    pe, sp_kb, acc_kb = hw.unbind(1)
     # Timeloop's buffers hold whole rows, depths as in Hardware.to_arch_columns.
     sp_depth = sp_kb * 1024 / (pe * H.SP_WORD_BYTES)
     acc_depth = acc_kb * 1024 / (H.ACC_WORD_BYTES * pe)
     sp_size = _exact(sp_depth, torch.ceil(sp_depth)) * (pe * H.SP_WORD_BYTES / 1024)
     acc_bank = _exact(acc_depth, torch.ceil(acc_depth)) * (H.ACC_WORD_BYTES / 1024)
-    totals = act.totals()
-    sp = sum(_ceil_to(_count(n), pe)
-             for n in (act.w_w0, act.w_w2, act.mac / act.ksp, act.w_i2))
-    dram = sum(_ceil_to(_count(n), H.DRAM_BLOCK_WORDS)
-               for n in (act.w_w2, act.w_i2, act.w_o1 - act.out, act.w_o1))
+    if totals is None:
+        totals = act.totals()
+    # each action type's count in whole blocks, all four of a level in one tensor
+    sp = _ceil_to(_count(torch.stack([act.w_w0, act.w_w2, act.mac / act.ksp, act.w_i2], -1)),
+                  pe.unsqueeze(-1)).sum(dim=-1)
+    dram = _ceil_to(_count(torch.stack([act.w_w2, act.w_i2, act.w_o1 - act.out, act.w_o1], -1)),
+                    H.DRAM_BLOCK_WORDS).sum(dim=-1)
     pj = (H.E_MAC * totals[:, 0] + H.E_REG * totals[:, 1]
           + H.sram_energy_per_word(acc_bank, 8 * H.ACC_WORD_BYTES) * totals[:, 2]
           + H.sram_energy_per_word(sp_size, 8 * H.SP_WORD_BYTES) * sp
@@ -345,10 +368,11 @@ def evaluate(dims: torch.Tensor, strides: torch.Tensor, temporal: torch.Tensor,
         caps = capacities(dims, strides, temporal, spatial)
     act = actions(dims, strides, temporal, spatial, rank, caps)
     bounds = latency_bounds(act, hw)
+    totals = act.totals()
     return ModelOutput(
         cycles=bounds.amax(dim=-1),
-        energy_uj=energy_uj(act, hw),
-        accesses=act.totals(),
+        energy_uj=energy_uj(act, hw, totals),
+        accesses=totals,
         acc_words=caps["o1"],
         sp_words=caps["w2"] + caps["i2"],
         max_spatial=caps["max_spatial"],

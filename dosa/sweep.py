@@ -19,10 +19,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Iterator, Mapping, Sequence
+import os
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pandas as pd
 from tqdm import tqdm
@@ -208,6 +210,56 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, *,
         chatter.setLevel(level)
 
 
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def parallel_map(fn: Callable[[T], R], items: Sequence[T], *, workers: int | None = None,
+                 desc: str = "", progress: bool = False) -> list[R]:
+    """``[fn(x) for x in items]`` as tasks of a Dask ``LocalCluster`` of ``workers``
+    single-threaded processes (default :func:`dosa.experiments.default_workers`; the cluster
+    of ``dosa sweep``, :func:`dask_client`), or of the existing cluster at ``$DOSA_SCHEDULER``
+    (``tcp://host:port``; its workers must see this checkout and its run cache at the same
+    paths). The notebooks' sweeps (:func:`dosa.experiments.run_labels`,
+    :func:`dosa.tradeoff.area_sweeps`) run on it; it lives here, with the rest of the
+    scheduling, so that it stays out of the run keys' code fingerprint (where a run is
+    scheduled never changes its numbers).
+
+    For deterministic, single-threaded searches only: each item's result is independent of
+    where it runs, so the numbers equal a sequential run. The first failure stops the map
+    (pending tasks are cancelled) and is raised. ``fn`` must be picklable. Task keys
+    (``<desc>-<token>-<i>``) carry a token drawn per call, so two maps on one shared cluster
+    (two notebooks on the same ``DOSA_SCHEDULER``) never take each other's results.
+    """
+    from dosa.experiments import default_workers
+
+    items = list(items)
+    workers = default_workers() if workers is None else workers
+    scheduler = os.environ.get("DOSA_SCHEDULER") or None
+    out: dict[int, R] = {}
+    with tqdm(total=len(items), desc=desc, disable=not progress) as bar:
+        if scheduler is None and (workers <= 1 or len(items) <= 1):
+            for i, item in enumerate(items):
+                out[i] = fn(item)
+                bar.update()
+        else:
+            from distributed import as_completed
+
+            token = uuid.uuid4().hex[:8]
+            with dask_client(workers, scheduler, tasks=len(items),
+                             source="DOSA_SCHEDULER") as client:
+                futures = {client.submit(fn, item, pure=False,
+                                         key=f"{desc or 'map'}-{token}-{i}"): i
+                           for i, item in enumerate(items)}
+                try:
+                    for future in as_completed(futures):
+                        out[futures[future]] = future.result()
+                        bar.update()
+                finally:
+                    client.cancel([f for f in futures if not f.done()])
+    return [out[i] for i in range(len(items))]
+
+
 def run_sweep(tasks: Sequence[SweepTask], out: str | Path, *, workers: int | None = None,
               scheduler: str | None = None, force: bool = False, progress: bool = True,
               connect_timeout_s: float = 10.0) -> pd.DataFrame:
@@ -227,11 +279,12 @@ def run_sweep(tasks: Sequence[SweepTask], out: str | Path, *, workers: int | Non
         out.mkdir(parents=True, exist_ok=True)  # only once a cluster answers
         futures = {}
         previous: dict[tuple[str, str, int, str], Any] = {}
+        token = uuid.uuid4().hex[:8]  # keys unique per sweep: a shared cluster may run several
         for i, task in enumerate(tasks):
             chain = (task.workload, task.method, task.seed, task.objective)
             before = previous.get(chain) if budgets and task.method == "dosa" else None
             future = client.submit(run_task, task, str(out), force, before, pure=False,
-                                   key=f"dosa-sweep-{i}-{task.folder}")
+                                   key=f"dosa-sweep-{token}-{i}-{task.folder}")
             previous[chain] = future
             futures[future] = i
         with tqdm(total=len(tasks), desc="sweep runs", disable=not progress) as bar:
@@ -254,5 +307,5 @@ def run_sweep(tasks: Sequence[SweepTask], out: str | Path, *, workers: int | Non
     return frame
 
 
-__all__ = ["COLUMNS", "SWEEP_CSV", "SweepTask", "dask_client", "plan_sweep", "run_sweep",
-           "run_task", "workload_id"]
+__all__ = ["COLUMNS", "SWEEP_CSV", "SweepTask", "dask_client", "parallel_map", "plan_sweep",
+           "run_sweep", "run_task", "workload_id"]

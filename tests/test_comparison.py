@@ -11,6 +11,7 @@ import pytest
 from dosa import comparison
 from dosa.hardware import GEMMINI_DEFAULT
 from dosa.search.random_search import random_search
+from dosa.tradeoff import AREA_BUDGETS, ISO_AREA_BUDGET
 
 WORKLOADS = ("resnet50", "bert")
 
@@ -169,9 +170,8 @@ def test_best_known_under_an_area_budget(tmp_path: Path) -> None:
         comparison.load_best_known("unet", tmp_path, budget=2.0)
 
 
-#: Notebook 08's bounded budgets (``make best-known-area``): the default's area as it rounds it.
-BUDGETED = [(w, b) for w in ("resnet50", "bert", "unet", "retinanet")
-            for b in (0.5, 1.0, round(GEMMINI_DEFAULT.area_mm2(), 4), 2.0, 4.0, 8.0, 16.0)]
+#: Notebook 08's bounded budgets (``make best-known-area``).
+BUDGETED = [(w, b) for w in ("resnet50", "bert", "unet", "retinanet") for b in AREA_BUDGETS]
 
 
 @pytest.mark.parametrize(("workload", "budget"), BUDGETED)
@@ -184,3 +184,55 @@ def test_committed_area_best_known_designs_fit_and_score_as_stored(workload: str
                                     config=budget_config("best-known", "full", budget))
     assert not bk.rescored_changed, (workload, budget, bk.edp, bk.stored_edp)
     assert bk.result.hardware.area_mm2() <= budget
+
+
+def test_the_budgets_hold_the_default_area_as_notebook_08_names_it() -> None:
+    assert ISO_AREA_BUDGET == round(GEMMINI_DEFAULT.area_mm2(), 4)
+    assert ISO_AREA_BUDGET in AREA_BUDGETS
+    assert list(AREA_BUDGETS) == sorted(AREA_BUDGETS)
+
+
+def test_best_known_for_the_full_profile_is_the_committed_design() -> None:
+    """Notebooks 03 and 08 (full profile): the committed design, checked and re-scored."""
+    from dosa.experiments import BUDGETS
+    from dosa.tradeoff import budget_config
+
+    bk = comparison.best_known_for("bert", "full")
+    assert bk == comparison.load_best_known("bert", config=BUDGETS["full"]["best-known"])
+    assert bk.source == "artifacts/best_known/bert"
+    iso = comparison.best_known_for("bert", "full", budget=ISO_AREA_BUDGET)
+    assert iso == comparison.load_best_known(
+        "bert", budget=ISO_AREA_BUDGET, config=budget_config("best-known", "full", ISO_AREA_BUDGET))
+    assert iso.source == f"artifacts/best_known_area/bert/{ISO_AREA_BUDGET:.4g}mm2"
+
+
+def test_best_known_for_the_smoke_profile_is_a_tiny_cached_search(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Smoke profile: the run notebook 03 (``run_label``) and notebook 08 (its budget, its sweep
+    label) made themselves, re-scored."""
+    from dosa import experiments
+    from dosa.tradeoff import budget_config, sweep_label
+
+    result = random_search("bert", 0, num_hw=1, mappings_per_layer=5)
+    calls = []
+
+    def run(*args: object, **kwargs: object):
+        calls.append((args, kwargs))
+        return result
+
+    monkeypatch.setattr(experiments, "run", run)
+    bk = comparison.best_known_for("bert", "smoke", seed=3)
+    assert (bk.workload, bk.stored_edp, bk.result, bk.source) == ("bert", result.edp, result,
+                                                                  "smoke run")
+    assert bk.edp == pytest.approx(result.edp, rel=1e-12)
+    comparison.best_known_for("bert", "smoke", budget=1.0, experiment="area-best-known",
+                              label=sweep_label("best-known", 1.0))
+    assert calls == [
+        (("bert", experiments.LABELS["best-known"], 3),
+         {"experiment": "best-known", "config": experiments.BUDGETS["smoke"]["best-known"],
+          "label": "best-known"}),
+        (("bert", "best-known", 0),
+         {"experiment": "area-best-known", "config": budget_config("best-known", "smoke", 1.0),
+          "label": "best-known@1mm2"})]
+    with pytest.raises(ValueError, match="profile must be one of"):
+        comparison.best_known_for("bert", "tiny")

@@ -317,10 +317,14 @@ def test_cycle_gradients_follow_the_binding_bound() -> None:
 @pytest.mark.parametrize("which", ["cycles", "energy"])
 @pytest.mark.parametrize("point", sorted(GRAD_POINTS))
 def test_gradcheck_fractional_factors(which: str, point: str) -> None:
-    """Analytic gradients equal finite differences away from guards, ties and kinks."""
+    """Analytic gradients equal finite differences away from guards, ties and kinks.
+
+    atol 1e-4: values are ~1e5 cycles, so one ulp of rounding in the forward pass already
+    moves a central difference with eps 1e-6 by ~1e-5 where the true gradient is 0.
+    """
     with surrogate():  # rule 8: the gradient is that of the unrounded surrogate
         assert torch.autograd.gradcheck(lambda a, b, c: _fractional_model(a, b, c, which),
-                                        _grad_point(point), eps=1e-6, atol=1e-7, rtol=1e-6)
+                                        _grad_point(point), eps=1e-6, atol=1e-4, rtol=1e-6)
 
 
 def test_guard_gives_zero_gradient_at_or_below_one() -> None:

@@ -6,9 +6,14 @@ import numpy as np
 import pytest
 
 from dosa.hardware import Hardware
+from dosa.mapping import DRAM_ORDERS, divisors
 from dosa.search.starts import (
+    _grow_tile,
     best_of_random_mappings,
+    grown_tile_words,
+    heuristic_candidates,
     heuristic_mappings,
+    heuristic_tables,
     milp_mapping,
     milp_mappings,
 )
@@ -31,6 +36,42 @@ def test_start_mappings_are_valid_and_fit(hw: Hardware, mapper: str) -> None:
     assert len(maps) == len(net.layers)
     for layer, m in zip(net.layers, maps, strict=True):
         m.check(layer, hw)
+
+
+@pytest.mark.parametrize("workload", ["resnet50", "bert"])
+def test_heuristic_tiles_fit_and_cannot_grow(workload: str) -> None:
+    """The grid screen's candidates (tables, no Mapping objects): every one fits; its L1 tile
+    is a fixed point of the greedy growth (no dim can take its next divisor step and still
+    fit); each distinct tile comes with the three canonical DRAM orders; the memoised growth
+    gives the same tables as a cold one."""
+    net = load_network(workload)
+    for hw in HARDWARE + [Hardware(64, 512, 128), Hardware(8, 2048, 4)]:
+        for layer in net.layers:
+            t, s, r = heuristic_tables(layer, hw)
+            cands = heuristic_candidates(layer, hw)
+            assert len(cands) == len(t) and len(t) % len(DRAM_ORDERS) == 0
+            for m, ti, si, ri in zip(cands, t, s, r, strict=True):
+                assert (m.temporal == ti).all() and (m.spatial == si).all()
+                assert (m.rank == ri).all()
+                m.check(layer, hw)
+            csp, ksp = int(s[0, 1, 4]), int(s[0, 2, 5])
+            left = list(layer.dims)
+            left[4] //= csp
+            left[5] //= ksp
+            for t1 in t[::len(DRAM_ORDERS), 1]:
+                for d in range(7):
+                    rest = left[d] // int(t1[d])
+                    if rest == 1:
+                        continue
+                    trial = [int(x) for x in t1]
+                    trial[d] *= next(x for x in divisors(rest) if x > 1)
+                    acc, sp = grown_tile_words(trial, csp, ksp, layer.strides)
+                    assert acc > hw.acc_words_per_bank or sp > hw.sp_words
+    _grow_tile.cache_clear()
+    layer, hw = net.layers[0], HARDWARE[1]
+    cold = heuristic_tables(layer, hw)
+    warm = heuristic_tables(layer, hw)
+    assert all((a == b).all() for a, b in zip(cold, warm, strict=True))
 
 
 def test_milp_fills_the_array_when_it_can() -> None:

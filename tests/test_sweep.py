@@ -11,7 +11,16 @@ import yaml
 
 from dosa.cli import main
 from dosa.experiments import search_to_folder
-from dosa.sweep import COLUMNS, SWEEP_CSV, SweepTask, plan_sweep, run_sweep, run_task, workload_id
+from dosa.sweep import (
+    COLUMNS,
+    SWEEP_CSV,
+    SweepTask,
+    parallel_map,
+    plan_sweep,
+    run_sweep,
+    run_task,
+    workload_id,
+)
 from dosa.workload import load_network
 
 TINY = {"layers": [{"name": "conv", "R": 3, "S": 3, "P": 14, "Q": 14, "C": 64, "K": 64},
@@ -97,6 +106,22 @@ def test_task_failure_is_a_row_not_an_exception(tmp_path: Path, broken: Path, ti
 # --- on a Dask cluster ------------------------------------------------------------------------
 
 
+@pytest.fixture
+def submitted_keys(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The key of every task submitted to any Dask client while the test runs."""
+    from distributed import Client
+
+    keys: list[str] = []
+    submit = Client.submit
+
+    def spy(self: Client, *args: object, **kwargs: object):
+        keys.append(str(kwargs["key"]))
+        return submit(self, *args, **kwargs)
+
+    monkeypatch.setattr(Client, "submit", spy)
+    return keys
+
+
 def test_sweep_on_a_local_cluster_equals_single_runs(tmp_path: Path, tiny: Path,
                                                      broken: Path) -> None:
     """Two worker processes; a broken workload fails alone; a rerun does no work."""
@@ -143,11 +168,87 @@ def test_sweep_on_a_local_cluster_equals_single_runs(tmp_path: Path, tiny: Path,
     assert again.edp.equals(frame.edp)
 
 
+def test_sweep_task_keys_differ_between_sweeps(tmp_path: Path, tiny: Path,
+                                              submitted_keys: list[str]) -> None:
+    """Two sweeps of the same plan on one shared cluster submit different task keys, so the
+    second never picks up the first's futures (it writes into its own folder)."""
+    from distributed import LocalCluster
+
+    keys = submitted_keys
+    tasks = plan_sweep([str(tiny)], ["random"], [0], CONFIGS)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster:
+        for name in ("a", "b"):
+            frame = run_sweep(tasks, tmp_path / name, scheduler=cluster.scheduler_address,
+                              progress=False)
+            assert (frame.status == "done").all()
+    assert len(keys) == 2 and keys[0] != keys[1]
+    assert all(k.startswith("dosa-sweep-") and k.endswith(tasks[0].folder) for k in keys)
+
+
 def test_unreachable_scheduler_is_refused(tmp_path: Path, tiny: Path) -> None:
     tasks = plan_sweep([str(tiny)], ["random"], [0], CONFIGS)
     with pytest.raises(ValueError, match="--scheduler tcp://127.0.0.1:9: no Dask scheduler"):
         run_sweep(tasks, tmp_path / "o", scheduler="tcp://127.0.0.1:9", connect_timeout_s=0.5)
     assert not (tmp_path / "o").exists()
+
+
+# --- parallel_map: the notebooks' sweeps on the same Dask cluster ----------------------------
+
+
+def test_parallel_map_runs_on_dask_and_raises_the_first_failure(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With more than one worker the items are tasks of a Dask LocalCluster (the engine of
+    `dosa sweep`): results in item order, and a failing task's own exception is raised."""
+    from dosa import sweep
+
+    monkeypatch.delenv("DOSA_SCHEDULER", raising=False)
+    clusters = []
+    real = sweep.dask_client
+
+    def spy(*args: object, **kwargs: object):
+        clusters.append((args, kwargs))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sweep, "dask_client", spy)
+    assert parallel_map(math.sqrt, [4.0, 9.0, 16.0], workers=2) == [2.0, 3.0, 4.0]
+    assert clusters == [((2, None), {"tasks": 3, "source": "DOSA_SCHEDULER"})]
+    with pytest.raises(ValueError, match="math domain error"):
+        parallel_map(math.sqrt, [4.0, -1.0, 9.0], workers=2)
+
+
+def test_parallel_map_uses_the_cluster_named_by_dosa_scheduler(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster:
+        monkeypatch.setenv("DOSA_SCHEDULER", cluster.scheduler_address)
+        # even with one local worker the items go to the named cluster
+        assert parallel_map(math.sqrt, [4.0, 9.0], workers=1) == [2.0, 3.0]
+        assert "map" in cluster.scheduler.task_prefixes  # the tasks ran there
+    monkeypatch.setenv("DOSA_SCHEDULER", "tcp://127.0.0.1:9")
+    with pytest.raises(ValueError, match="DOSA_SCHEDULER tcp://127.0.0.1:9: no Dask scheduler"):
+        parallel_map(math.sqrt, [4.0, 9.0], workers=1)
+
+
+def test_parallel_map_task_keys_differ_between_calls(monkeypatch: pytest.MonkeyPatch,
+                                                     submitted_keys: list[str]) -> None:
+    """Two maps with the same ``desc`` on one shared cluster (two notebooks on the same
+    DOSA_SCHEDULER) submit different task keys, so neither can take the other's results."""
+    from distributed import LocalCluster
+
+    keys = submitted_keys
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster:
+        monkeypatch.setenv("DOSA_SCHEDULER", cluster.scheduler_address)
+        assert parallel_map(math.sqrt, [4.0, 9.0], desc="fig7") == [2.0, 3.0]
+        assert parallel_map(math.sqrt, [16.0, 25.0], desc="fig7") == [4.0, 5.0]
+        assert "fig7" in cluster.scheduler.task_prefixes  # the token leaves the prefix alone
+    assert len(keys) == 4 and len(set(keys)) == 4
+    first, second = ({k.rsplit("-", 1)[0] for k in pair} for pair in (keys[:2], keys[2:]))
+    assert len(first) == len(second) == 1 and first != second
+    assert all(k.startswith("fig7-") for k in keys)
 
 
 # --- CLI --------------------------------------------------------------------------------------

@@ -82,7 +82,7 @@ from dosa.search.options import (
 from dosa.search.result import SearchResult, Trajectory, finish_result
 from dosa.search.sampler import _SLOTS as _SAMPLER_SLOTS
 from dosa.search.sampler import _dim_tables, sample_mappings, single_threaded
-from dosa.search.starts import heuristic_candidates
+from dosa.search.starts import heuristic_tables
 from dosa.workload import Layer, Network, as_network
 
 log = logging.getLogger(__name__)
@@ -443,11 +443,12 @@ def polished_hardware(network: Network, mappings: Sequence[Mapping], hw: Hardwar
         return float(max(1, math.ceil(pe * acc_words * ACC_WORD_BYTES / 1024 - 1e-9)))
 
     bounds = cfg.bounds()
-    pes = [pe for pe in range(cfg.max_pe_dim, max(spatial, 1) - 1, -1)
-           if acc_kb(pe) <= cfg.max_acc_kb and bounds.feasible(Hardware(pe, sp_kb, acc_kb(pe)))]
+    largest = next((pe for pe in range(cfg.max_pe_dim, max(spatial, 1) - 1, -1)
+                    if acc_kb(pe) <= cfg.max_acc_kb
+                    and bounds.feasible(Hardware(pe, sp_kb, acc_kb(pe)))), None)
+    needed = max(spatial, 2) if max(spatial, 2) <= cfg.max_pe_dim else spatial
     out = []
-    for pe in dict.fromkeys([*pes[:1], max(spatial, 2) if max(spatial, 2) <= cfg.max_pe_dim
-                             else spatial, hw.pe_dim]):
+    for pe in dict.fromkeys(p for p in (largest, needed, hw.pe_dim) if p is not None):
         acc = acc_kb(pe) if pe != hw.pe_dim else min(acc_kb(pe), hw.acc_kb)
         if acc > cfg.max_acc_kb:
             continue
@@ -514,7 +515,7 @@ class _Search:
         self.calls += 1
         tables, start_fits = [], []
         for li, layer in enumerate(net):
-            parts = [self._archived(li), _stack(heuristic_candidates(layer, hw)),
+            parts = [self._archived(li), heuristic_tables(layer, hw),
                      sample_mappings(layer, hw, cfg.random_per_layer, rng, register_p=True)]
             fits = start is not None and bool(
                 _fits(layer, hw, start[li].temporal[None], start[li].spatial[None])[0])

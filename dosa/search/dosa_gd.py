@@ -174,19 +174,9 @@ class _Problem:
         self.scale = torch.tensor([c[3] for c in COORDS], dtype=torch.float64)
         self.log_space = cfg.variant == "improved"
         self.max_spatial = cfg.pe_dim if cfg.pe_dim is not None else cfg.max_pe_dim
-        # masked_scatter fills in row-major (level, dim) order: sort the coordinates likewise
-        t_idx = sorted(((i, lvl, d) for i, (kind, lvl, d, _) in enumerate(COORDS)
-                        if kind == "t"), key=lambda x: (x[1], x[2]))
-        s_idx = sorted(((i, lvl, d) for i, (kind, lvl, d, _) in enumerate(COORDS)
-                        if kind == "s"), key=lambda x: (x[1], x[2]))
-        self.t_cols = [i for i, _, _ in t_idx]
-        self.s_cols = [i for i, _, _ in s_idx]
-        self.t_mask = torch.zeros(4, 7, dtype=torch.bool)
-        self.s_mask = torch.zeros(4, 7, dtype=torch.bool)
-        for _, lvl, d in t_idx:
-            self.t_mask[lvl, d] = True
-        for _, lvl, d in s_idx:
-            self.s_mask[lvl, d] = True
+        # each coordinate's slot in the flattened (temporal, spatial) factor tables [2 * 4 * 7]
+        self.slots = torch.tensor([(kind == "s") * 28 + 7 * lvl + d
+                                   for kind, lvl, d, _ in COORDS])
 
     def batch(self, g: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Layer dims and strides for g designs of the network, [g·L, 7] and [g·L, 2]."""
@@ -208,9 +198,8 @@ class _Problem:
     def factors(self, coords: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Full temporal/spatial tables [B, 4, 7]; DRAM factors derived (raw, spec §4.8)."""
         n = coords.shape[0]
-        ones = torch.ones(n, 4, 7, dtype=torch.float64)
-        temporal = ones.masked_scatter(self.t_mask.expand(n, 4, 7), coords[:, self.t_cols])
-        spatial = ones.masked_scatter(self.s_mask.expand(n, 4, 7), coords[:, self.s_cols])
+        flat = torch.ones(n, 56, dtype=torch.float64).index_copy(1, self.slots, coords)
+        temporal, spatial = flat[:, :28].view(n, 4, 7), flat[:, 28:].view(n, 4, 7)
         inner = (temporal[:, :3] * spatial[:, :3]).prod(dim=1)
         dram = self.batch(n // self.layers)[0] / inner
         return torch.cat([temporal[:, :3], dram.unsqueeze(1)], dim=1), spatial

@@ -42,7 +42,7 @@ from dosa.search.options import (
 from dosa.search.random_search import pick_best
 from dosa.search.result import SearchResult, Trajectory, finish_result
 from dosa.search.sampler import single_threaded
-from dosa.search.starts import heuristic_candidates
+from dosa.search.starts import heuristic_tables
 from dosa.workload import Network, as_network
 
 log = logging.getLogger(__name__)
@@ -75,12 +75,7 @@ def score_points(network: Network, hws: list[Hardware], objective: str = "edp"
     """
     per_point: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = []
     for hw in hws:
-        samples = []
-        for layer in network:
-            cands = heuristic_candidates(layer, hw)
-            samples.append(tuple(np.stack([getattr(m, f) for m in cands])
-                                 for f in ("temporal", "spatial", "rank")))
-        per_point.append(samples)
+        per_point.append([heuristic_tables(layer, hw) for layer in network])
     sizes = [[len(s[0]) for s in samples] for samples in per_point]
     point_rows = [sum(s) for s in sizes]
     layer_idx = np.concatenate([np.repeat(np.arange(len(network)), s) for s in sizes])

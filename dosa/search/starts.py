@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from dosa.hardware import Hardware
@@ -20,12 +22,17 @@ from dosa.mapping import (
     NUM_LEVELS,
     Mapping,
     divisors,
+    order_to_rank,
 )
 from dosa.search.random_search import evaluate_samples, pick_best
 from dosa.search.sampler import sample_mappings
 from dosa.workload import Layer, Network
 
 P, Q, C, K = 2, 3, 4, 5
+#: Per-level ranks of the heuristic's loop orders, one per canonical DRAM order.
+_HEURISTIC_RANKS = {name: np.array([order_to_rank(o) for o in
+                                    (DEFAULT_ORDER, ACC_ORDER, DEFAULT_ORDER, dram)])
+                    for name, dram in DRAM_ORDERS.items()}
 #: Orders in which the accumulator tile is grown (dims as R..N indices).
 GROWTH_PRIORITIES = ((0, 1, 4, 2, 3, 5, 6), (0, 1, 2, 3, 4, 5, 6), (0, 1, 5, 4, 2, 3, 6))
 
@@ -47,14 +54,18 @@ def grown_tile_words(t1: list[int], csp: int, ksp: int, strides: tuple[int, int]
     return acc, weights + inputs
 
 
-def _grow_tile(layer: Layer, hw: Hardware, csp: int, ksp: int, priority: tuple[int, ...],
-               max_tile: int | None) -> np.ndarray:
-    """Greedy accumulator-tile growth: raise each dim's L1 factor while the tile still fits."""
+@functools.lru_cache(maxsize=1 << 17)
+def _grow_tile(dims: tuple[int, ...], strides: tuple[int, int], acc_cap: float, sp_cap: float,
+               csp: int, ksp: int, priority: tuple[int, ...]) -> tuple[int, ...]:
+    """Greedy accumulator-tile growth: raise each dim's L1 factor while the tile still fits.
+
+    Memoised on plain values: a pure function of its arguments, which repeat across the grid's
+    points and across the runs of one process (the grid screen asks it ~10^5 times).
+    """
     t1 = [1] * NUM_DIMS
-    left = list(layer.dims)
+    left = list(dims)
     left[C] //= csp
     left[K] //= ksp
-    acc_cap, sp_cap = hw.acc_words_per_bank, hw.sp_words
     grown = True
     while grown:
         grown = False
@@ -65,36 +76,37 @@ def _grow_tile(layer: Layer, hw: Hardware, csp: int, ksp: int, priority: tuple[i
             step = next(x for x in divisors(rest) if x > 1)
             trial = list(t1)
             trial[d] *= step
-            if max_tile is not None and trial[d] > max_tile:
-                continue
-            acc, sp = grown_tile_words(trial, csp, ksp, layer.strides)
+            acc, sp = grown_tile_words(trial, csp, ksp, strides)
             if acc <= acc_cap and sp <= sp_cap:
                 t1 = trial
                 grown = True
-    return np.array(t1, dtype=np.int64)
+    return tuple(t1)
+
+
+def heuristic_tables(layer: Layer, hw: Hardware) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The candidates of :func:`heuristic_candidates` as stacked (temporal, spatial, rank)
+    tables [m, 4, 7], for callers that score many points (no Mapping objects built)."""
+    csp = max(d for d in divisors(layer.C) if d <= hw.pe_dim)
+    ksp = max(d for d in divisors(layer.K) if d <= hw.pe_dim)
+    dims = np.array(layer.dims)
+    tiles = list(dict.fromkeys(_grow_tile(layer.dims, layer.strides, hw.acc_words_per_bank,
+                                          hw.sp_words, csp, ksp, priority)
+                               for priority in GROWTH_PRIORITIES))
+    n = len(tiles) * len(DRAM_ORDERS)
+    temporal = np.ones((n, NUM_LEVELS, NUM_DIMS), dtype=np.int64)
+    spatial = np.ones((n, NUM_LEVELS, NUM_DIMS), dtype=np.int64)
+    spatial[:, 1, C], spatial[:, 2, K] = csp, ksp
+    t1 = np.repeat(np.array(tiles, dtype=np.int64), len(DRAM_ORDERS), axis=0)
+    temporal[:, 1] = t1
+    temporal[:, 3] = dims // (t1 * spatial[:, 1] * spatial[:, 2])
+    rank = np.tile(np.array([_HEURISTIC_RANKS[o] for o in DRAM_ORDERS]), (len(tiles), 1, 1))
+    return temporal, spatial, rank
 
 
 def heuristic_candidates(layer: Layer, hw: Hardware) -> list[Mapping]:
     """Candidate mappings of one layer that fit ``hw`` (all growth priorities x DRAM orders)."""
-    csp = max(d for d in divisors(layer.C) if d <= hw.pe_dim)
-    ksp = max(d for d in divisors(layer.K) if d <= hw.pe_dim)
-    dims = np.array(layer.dims)
-    out: list[Mapping] = []
-    seen: set[tuple[int, ...]] = set()
-    for priority in GROWTH_PRIORITIES:
-        t1 = _grow_tile(layer, hw, csp, ksp, priority, None)
-        if tuple(t1) in seen:
-            continue
-        seen.add(tuple(t1))
-        temporal = np.ones((NUM_LEVELS, NUM_DIMS), dtype=np.int64)
-        temporal[1] = t1
-        spatial = np.ones((NUM_LEVELS, NUM_DIMS), dtype=np.int64)
-        spatial[1, C], spatial[2, K] = csp, ksp
-        temporal[3] = dims // (t1 * spatial[1] * spatial[2])
-        for dram in DRAM_ORDERS.values():
-            out.append(Mapping.from_factors(temporal, spatial,
-                                            (DEFAULT_ORDER, ACC_ORDER, DEFAULT_ORDER, dram)))
-    return out
+    temporal, spatial, rank = heuristic_tables(layer, hw)
+    return [Mapping(t, s, r) for t, s, r in zip(temporal, spatial, rank, strict=True)]
 
 
 def pick_best_per_layer(network: Network, candidates: list[list[Mapping]],
