@@ -98,16 +98,18 @@ best-known: $(STAMP)
 # budget of the notebook (dosa.tradeoff.AREA_BUDGETS, which the notebook uses too; the Gemmini
 # default's area by the area model is one of them; unbounded is artifacts/best_known/<workload>
 # above), about 90 CPU-minutes in all, committed in
-# artifacts/best_known_area/<workload>/<budget>mm2/ (budget named as
-# dosa.tradeoff.budget_name names it) and re-scored by the notebook, which refuses a design
-# searched under another budget. Whole budgets print as integers (1, not 1.0).
-BEST_KNOWN_AREA_BUDGETS = $(shell $(BIN)/python -c 'from dosa.tradeoff import AREA_BUDGETS; \
-  print(*(int(b) if b.is_integer() else b for b in AREA_BUDGETS))')
+# artifacts/best_known_area/<workload>/<budget>mm2/ (the folder named by
+# dosa.tradeoff.budget_name, as the notebook looks it up) and re-scored by the notebook, which
+# refuses a design searched under another budget. Each entry is <budget>:<folder>; whole
+# budgets print as integers (1, not 1.0).
+BEST_KNOWN_AREA_BUDGETS = $(shell $(BIN)/python -c 'from dosa.tradeoff import AREA_BUDGETS, \
+  budget_name; print(*(f"{b:g}:{budget_name(b)}" for b in AREA_BUDGETS))')
 best-known-area: $(STAMP)
-	for b in $(BEST_KNOWN_AREA_BUDGETS); do printf "%s $$b\n" $(BEST_KNOWN_WORKLOADS); done \
+	for b in $(BEST_KNOWN_AREA_BUDGETS); do \
+	  printf "%s $${b%%:*} $${b#*:}\n" $(BEST_KNOWN_WORKLOADS); done \
 	  | xargs -P $$(nproc) -L 1 sh -c '$(BIN)/dosa search --method best-known --workload $$0 \
 	    --seed 0 --max-pe-dim 128 --max-sp-kb 2048 --max-acc-kb 2048 --max-area-mm2 $$1 \
-	    --force --quiet --out artifacts/best_known_area/$$0/$$(printf %.4g $$1)mm2'
+	    --force --quiet --out artifacts/best_known_area/$$0/$$2'
 
 lint: $(STAMP)
 	$(BIN)/ruff check dosa tests benchmarks

@@ -34,7 +34,7 @@ from dosa import experiments
 from dosa.claims import repo_root
 from dosa.experiments import _canonical as canonical_config
 from dosa.search.result import SearchResult
-from dosa.tradeoff import budget_config
+from dosa.tradeoff import budget_config, budget_name
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def best_known_folder(workload: str, root: Path | None = None, *,
                                 f"({_best_known_dir(budget)}/); run `{_make_target(budget)}` "
                                 "to make them")
     return Path(base) / _best_known_dir(budget) / workload / (
-        "" if budget is None else f"{budget:.4g}mm2")  # as `make best-known-area` names it
+        "" if budget is None else budget_name(budget))  # as `make best-known-area` names it
 
 
 def _best_known_dir(budget: float | None) -> Path:
