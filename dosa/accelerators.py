@@ -77,10 +77,11 @@ from dosa.model import (
     Actions,
     _exact,
     _level_cycles,
-    _outer_multiplier,
     actions,
     box_fills,
     capacities,
+    g,
+    refill_multiplier,
 )
 from dosa.search.options import check_seed, positive_int
 from dosa.search.sampler import factor_table
@@ -698,7 +699,8 @@ def eyeriss_counts(arch: Eyeriss, dims: torch.Tensor, strides: torch.Tensor,
 
     def refills(level: int, tensor: str) -> torch.Tensor:
         tf, ds, _ = loops_above(level)
-        return _outer_multiplier(tf, rel[tensor][ds].expand_as(tf))
+        pos = torch.arange(tf.shape[-1], dtype=tf.dtype, device=tf.device)
+        return refill_multiplier(tf, g(tf), rel[tensor][ds].expand_as(tf), pos)
 
     def input_fills(level: int) -> torch.Tensor:
         tf, ds, ls = loops_above(level)

@@ -48,6 +48,7 @@ SEARCH_OPTIONS: dict[str, tuple[str, ...]] = {
     "start": ("dosa",),
     "predictor": ("dosa",),
     "screen": ("dosa",),
+    "refine_samples": ("dosa",),
     "warm_start": ("dosa",),
     "num_hw": ("random", "bo", "random-paper", "bo-paper"),
     "mappings_per_layer": ("random", "random-paper"),
@@ -202,9 +203,11 @@ def method_config(args: argparse.Namespace, method: str) -> dict[str, Any]:
               if method in methods and getattr(args, dest, None) is not None
               and not (dest == "objective" and args.objective == "edp")}
     if method == "dosa" and config.get("variant", RECOMMENDED_VARIANT) == RECOMMENDED_VARIANT:
-        from dosa.search.dosa_gd import RECOMMENDED
+        from dosa.search.dosa_gd import recommended
 
-        config = {**RECOMMENDED, **{k: v for k, v in config.items() if k != "variant"}}
+        preset = recommended(config.get("objective", "edp"), config.get("predictor"),
+                             config.get("pe_dim"))
+        config = {**preset, **{k: v for k, v in config.items() if k != "variant"}}
         if args.screen is None and "starts" in config:  # fewer starts than the preset screens
             config["screen"] = min(config["screen"], config["starts"])
     return config
@@ -223,8 +226,9 @@ def _check_screen(args: argparse.Namespace) -> None:
                          "--starts); allowed: 0 to the number of starts")
 
 
-def _warm_start(folder: str, network: Any) -> list[str]:
-    """The mappings of a previous ``dosa search`` result of the same network, as strings.
+def _warm_start(folder: str, network: Any) -> dict[str, Any]:
+    """DOSA's warm-start options from a previous ``dosa search`` result of the same network:
+    its mappings (as strings) and its own hardware (:func:`dosa.tradeoff.warm_config`).
 
     A result of another network (name, layer count or, when the result records it, the
     network's content) is refused: its mappings would not fit the layers searched now.
@@ -250,7 +254,9 @@ def _warm_start(folder: str, network: Any) -> list[str]:
     if digest is not None and digest != network_digest(network):
         raise ValueError(f"--warm-start {folder}: a result of another version of network "
                          f"{network.name!r} (its layers differ)")
-    return [m.to_string() for m in previous.mappings]
+    from dosa.tradeoff import warm_config
+
+    return warm_config(previous)
 
 
 def _diverged(args: argparse.Namespace, network_name: str) -> str:
@@ -284,7 +290,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
         raise ValueError(f"--workload {err}") from None
     config = method_config(args, args.method)
     if args.warm_start is not None:
-        config["warm_start"] = _warm_start(args.warm_start, network)
+        config.update(_warm_start(args.warm_start, network))
     try:
         result, loaded = search_to_folder(network, args.method, args.seed, config, out,
                                           force=args.force, progress=not args.quiet)
@@ -412,14 +418,16 @@ def _add_method_options(se: argparse.ArgumentParser, *, warm_start: bool = True)
     option(h, "max_area_mm2", "largest area (mm²)", type=_positive_float)
     g = se.add_argument_group("dosa options")
     option(g, "starts", "number of start points (default and paper: 7)", type=_positive_int)
-    option(g, "steps", "gradient steps per start (default 1346; paper: 1490)",
+    option(g, "steps", "gradient steps per start (default 600, or 1346 for the latency and "
+           "energy objectives, a --predictor or a --pe-dim; paper: 1490)",
            type=_positive_int)
     option(g, "round_every", "steps between roundings (default 100; paper: 500)",
            type=_positive_int)
     option(g, "lr", "learning rate (paper: per workload)", type=_positive_float)
     option(g, "variant", "search configuration: recommended (default: the improved schedule "
-           "with --screen 3, --steps 1346, --round-every 100, each overridable), improved, or "
-           "paper (the published schedule and defaults)",
+           "with --screen 3, --round-every 100, --steps 600 and --refine-samples 4400; for "
+           "another objective, a --predictor or a --pe-dim: --steps 1346 and no refinement; "
+           "each overridable), improved, or paper (the published schedule and defaults)",
            choices=[RECOMMENDED_VARIANT, "improved", "paper"])
     option(g, "start", "start-point generator (default heuristic)",
            choices=["heuristic", "random", "milp"])
@@ -427,9 +435,15 @@ def _add_method_options(se: argparse.ArgumentParser, *, warm_start: bool = True)
     option(g, "screen", "starts taken from the best points of the hardware grid within the "
            "bounds instead of random hardware (0 to --starts; default 3, paper and improved: 0)",
            type=_count, metavar="N")
+    option(g, "refine_samples", "samples (network evaluations) of the exact refinement of the "
+           "best design: mapping optimisation and a buffer-size pattern search (needs the EDP "
+           "objective, no --predictor and no --pe-dim; default 4400 with --variant recommended "
+           "where those hold, else 0)", type=_count, metavar="N")
     if warm_start:
         option(g, "warm_start", "a previous dosa search result folder of the same network: "
-               "the first start begins from its mappings", metavar="DIR")
+               "the first start begins from its mappings, and its design on its own hardware "
+               "is a candidate (so the answer is never worse where that hardware is allowed)",
+               metavar="DIR")
     b = se.add_argument_group("baseline options")
     option(b, "num_hw", "hardware points (random, random-paper: 10; bo: 100; bo-paper: 100 "
            "random training points, then --proposals)",

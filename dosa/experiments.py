@@ -29,7 +29,7 @@ from typing import Any
 import pandas as pd
 
 from dosa.claims import artifacts_dir, runs_dir
-from dosa.search.dosa_gd import RECOMMENDED
+from dosa.search.dosa_gd import RECOMMENDED, SCREENED
 from dosa.search.options import PAPER_SEEDS
 from dosa.search.result import MAPPINGS_FILE, RESULT_FILE, ResultError, SearchResult
 from dosa.workload import Network, load_network
@@ -56,8 +56,8 @@ METHODS = {
 #: Named run configurations ("labels") shared by the notebooks, per profile. A label maps to a
 #: method and its keyword arguments; notebooks 02 and 03 ask for the same labels, so they share
 #: the stored runs. Full budgets are the paper's (spec §5.10, §6): ~10,000 samples per method.
-LABELS = {"dosa": "dosa", "dosa-improved": "dosa", "dosa-screen": "dosa", "random": "random",
-          "bo": "bo",
+LABELS = {"dosa": "dosa", "dosa-improved": "dosa", "dosa-screen": "dosa", "dosa-refine": "dosa",
+          "random": "random", "bo": "bo",
           "dosa-both-pe16": "dosa",
           # the original baselines (spec §6.1, §6.2) and their ablations (notebook 03)
           "random-paper": "random-paper", "random-paper-regp": "random-paper",
@@ -76,8 +76,10 @@ BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
                  **SPACE_BOUNDS},
         "dosa-improved": {"starts": 7, "steps": 1490, "round_every": 100,
                           "variant": "improved", **SPACE_BOUNDS},
+        # improved schedule + hardware screen (notebook 08's ablation; latency/energy designs)
+        "dosa-screen": {"starts": 7, **SCREENED, **SPACE_BOUNDS},
         # the recommended configuration (the default of `dosa search`, notebook 08)
-        "dosa-screen": {"starts": 7, **RECOMMENDED, **SPACE_BOUNDS},
+        "dosa-refine": {"starts": 7, **RECOMMENDED, **SPACE_BOUNDS},
         "random": {"num_hw": 10, "mappings_per_layer": 1000},
         "bo": {"num_hw": 100},
         # FireSim setting (spec §8.2): 16x16 array, latency from the learned "both" predictor
@@ -99,6 +101,8 @@ BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
                           **SPACE_BOUNDS},
         "dosa-screen": {"starts": 2, "steps": 30, "round_every": 10, "variant": "improved",
                         "screen": 1, **SPACE_BOUNDS},
+        "dosa-refine": {"starts": 2, "steps": 30, "round_every": 10, "variant": "improved",
+                        "screen": 1, "refine_samples": 300, **SPACE_BOUNDS},
         "random": {"num_hw": 2, "mappings_per_layer": 50},
         "bo": {"num_hw": 4, "initial_hw": 2, "mappings_per_hw": 20,
                "candidates_per_layer": 100, "top_k": 5},

@@ -67,8 +67,9 @@ _REL_W_T = torch.tensor(_REL_W, dtype=torch.bool)
 _REL_O_T = torch.tensor(_REL_O, dtype=torch.bool)
 # [4, 1]: where each level's loops start in the innermost-first order over all levels
 _LEVEL_OFFSET = 7 * torch.arange(4, dtype=DTYPE).unsqueeze(-1)
-_W_DIMS = [R, S, C, K]
-_O_DIMS = [P, Q, K, N]
+# index tensors (not lists: a list index is converted on every call, 1.5x slower at batch 5k)
+_W_DIMS = torch.tensor([R, S, C, K])
+_O_DIMS = torch.tensor([P, Q, K, N])
 # The input box axis (n, c, h, w) one DRAM iteration of each dim moves (rule 4), as one-hot
 # rows in R..N order: R and P move w, S and Q move h, C moves c, N moves n, K nothing.
 _STEP_AXIS = torch.tensor([[0, 0, 0, 1], [0, 0, 1, 0], [0, 0, 0, 1], [0, 0, 1, 0],
@@ -136,14 +137,20 @@ class ModelOutput:
     bounds: torch.Tensor  # [B, 4] in BOUND_NAMES order (cycles)
 
 
-def _outer_multiplier(tf: torch.Tensor, rel: torch.Tensor) -> torch.Tensor:
-    """Product of loop factors above a level, skipping the innermost irrelevant run (rule 3).
+def refill_multiplier(factors: torch.Tensor, guarded: torch.Tensor, rel: torch.Tensor,
+                      pos: torch.Tensor) -> torch.Tensor:
+    """How often a tensor's tile below some loops is refilled (rule 3): the product of the
+    ``guarded`` factors of every loop at or outside the innermost loop that is relevant to the
+    tensor and has a factor > 1; loops above an irrelevant innermost run reuse the tile.
 
-    ``tf`` [B, L] are temporal factors walked innermost first, ``rel`` [B, L] whether each loop
-    is relevant to the tensor. Once a relevant loop with factor > 1 is passed, every loop counts.
+    ``factors``/``guarded`` [B, ...] are the loops above the tile, ``rel`` whether each is
+    relevant and ``pos`` (broadcastable) each loop's position, innermost smallest. One
+    implementation for Gemmini (positions from the loop ranks) and the Fig. 8 accelerators
+    (positions of their fixed loop orders).
     """
-    seen = torch.cummax(((tf > 1) & rel).to(torch.int8), dim=-1).values.bool()
-    return torch.where(seen, g(tf), 1.0).prod(dim=-1)
+    key = torch.where((factors > 1) & rel, pos, torch.inf)
+    first = key.flatten(1).amin(dim=1).view(-1, *([1] * (key.dim() - 1)))
+    return torch.where(pos >= first, guarded, 1.0).flatten(1).prod(dim=1)
 
 
 def capacities(dims: torch.Tensor, strides: torch.Tensor, temporal: torch.Tensor,
@@ -161,8 +168,8 @@ def capacities(dims: torch.Tensor, strides: torch.Tensor, temporal: torch.Tensor
     ws, hs = strides[:, 0], strides[:, 1]
     # weights (R, S, C, K) and outputs (P, Q, K, N) of both levels in two products
     f12 = torch.stack([f1, f2], dim=1)  # [B, 2, 7]
-    w12 = f12[..., _W_DIMS].prod(dim=-1)
-    o12 = f12[..., _O_DIMS].prod(dim=-1)
+    w12 = f12.index_select(-1, _W_DIMS.to(f12.device)).prod(dim=-1)
+    o12 = f12.index_select(-1, _O_DIMS.to(f12.device)).prod(dim=-1)
     tr, ts, tp, tq = (t1[:, :4] * gt[:, 2, :4]).unbind(1)  # unbind: one backward node
     sp_pq = (gs[:, 1:3, P] * gs[:, 1:3, Q]).prod(dim=-1)
     i2 = f2[:, C] * f2[:, N] * sp_pq * ((tp - 1) * ws + tr) * ((tq - 1) * hs + ts)
@@ -278,13 +285,10 @@ def actions(dims: torch.Tensor, strides: torch.Tensor, temporal: torch.Tensor,
     # every loop at or outside the innermost relevant loop with factor > 1 above l.
     # positions as floats: float reductions are vectorised, int64 ones are not
     pos = rank.to(temporal.dtype) + _LEVEL_OFFSET.to(temporal.device)
-    above = temporal > 1
 
     def refills(level: int, rel: torch.Tensor) -> torch.Tensor:
-        key = torch.where(above[:, level:] & rel.to(above.device), pos[:, level:], 4.0 * 7)
-        first = key.flatten(1).amin(dim=1)
-        counted = pos[:, level:] >= first[:, None, None]
-        return torch.where(counted, gt[:, level:], 1.0).flatten(1).prod(dim=1)
+        return refill_multiplier(temporal[:, level:], gt[:, level:],
+                                 rel.to(temporal.device), pos[:, level:])
 
     gs_above = torch.cumprod(gs.flip(1), dim=1)  # [:, k] = product of levels 3-k..3
     return Actions(

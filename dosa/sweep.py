@@ -137,10 +137,11 @@ def _row(task: SweepTask) -> dict[str, Any]:
 
 def run_task(task: SweepTask, out: str, force: bool = False,
              previous: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Run one task (on a Dask worker): its ``sweep.csv`` row, plus the design's mappings
-    under ``"mappings"`` for the next run of a DOSA chain. Never raises: a failure is a row
-    with status failed and the error."""
+    """Run one task (on a Dask worker): its ``sweep.csv`` row, plus the design's warm-start
+    options (:func:`dosa.tradeoff.warm_config`) under ``"warm"`` for the next run of a DOSA
+    chain. Never raises: a failure is a row with status failed and the error."""
     from dosa.experiments import search_to_folder
+    from dosa.tradeoff import warm_config
     from dosa.workload import load_network
 
     row = _row(task)
@@ -149,7 +150,7 @@ def run_task(task: SweepTask, out: str, force: bool = False,
         if previous is not None:
             if previous["status"] == "failed":
                 raise RuntimeError(f"not run: its warm start {previous['folder']} failed")
-            config["warm_start"] = list(previous["mappings"])
+            config.update(previous["warm"])
         network = load_network(task.workload)
         result, reused = search_to_folder(network, task.method, task.seed, config,
                                           Path(out) / task.folder, force=force)
@@ -159,7 +160,7 @@ def run_task(task: SweepTask, out: str, force: bool = False,
     row.update(edp=result.edp, cycles=result.cycles, energy_uj=result.energy_uj,
                area_mm2=result.area_mm2, samples=result.samples, wall_s=result.wall_s,
                status="reused" if reused else "done",
-               mappings=[m.to_string() for m in result.mappings])
+               warm=warm_config(result))
     return row
 
 

@@ -6,10 +6,11 @@ each run is an ordinary cached run (:func:`dosa.experiments.run`, so its key hol
 the objective and any warm start) stored as ``<experiment>/<workload>/<label>@<budget>/seed<k>``.
 
 DOSA is swept from the tightest budget to the loosest, each run warm-started from the previous
-budget's design (start 0 of :class:`~dosa.search.dosa_gd.DosaConfig`): that design fits every
-looser budget and DOSA's answer is never worse than one of its starts, so DOSA's objective can
-only improve as the budget loosens, by construction and per seed. The grid baseline is monotone
-too (a looser budget keeps every point of a tighter one); random search and BO are not.
+budget's design (start 0 of :class:`~dosa.search.dosa_gd.DosaConfig`, its mappings and its own
+hardware): that design fits every looser budget and DOSA's answer is never worse than it, so
+DOSA's objective can only improve as the budget loosens, by construction and per seed. The
+grid baseline is monotone too (a looser budget keeps every point of a tighter one); random
+search and BO are not.
 """
 
 from __future__ import annotations
@@ -93,6 +94,13 @@ def budget_config(label: str, profile: str, budget: Budget, objective: str = "ed
     return config
 
 
+def warm_config(previous: SearchResult) -> dict[str, Any]:
+    """DOSA options that start from ``previous`` (a design of the same network): its mappings
+    and its own hardware, so the new answer is never worse than it wherever it is allowed."""
+    return {"warm_start": [m.to_string() for m in previous.mappings],
+            "warm_hardware": previous.hardware.to_dict()}
+
+
 def area_sweep(workload: str, label: str, seed: int, budgets: Sequence[Budget], profile: str,
                *, objective: str = "edp", experiment: str = "area"
                ) -> dict[Budget, SearchResult]:
@@ -103,15 +111,14 @@ def area_sweep(workload: str, label: str, seed: int, budgets: Sequence[Budget], 
     network = load_network(workload)
     method = LABELS[label]
     out: dict[Budget, SearchResult] = {}
-    warm: list[str] | None = None
+    warm: SearchResult | None = None
     for budget in budgets:
         config = budget_config(label, profile, budget, objective)
         if method == "dosa" and warm is not None:
-            config["warm_start"] = warm
+            config.update(warm_config(warm))
         result = run(network, method, seed, experiment=experiment, config=config,
                      label=sweep_label(label, budget, objective))
-        if method == "dosa":
-            warm = [m.to_string() for m in result.mappings]
+        warm = result
         out[budget] = result
     return out
 
@@ -179,4 +186,4 @@ def sweep_frame(results: dict[SweepKey, SearchResult]) -> pd.DataFrame:
 
 
 __all__ = ["AREA_BUDGETS", "ISO_AREA_BUDGET", "area_sweep", "area_sweeps", "budget_config",
-           "budget_name", "check_budgets", "sweep_frame", "sweep_label"]
+           "budget_name", "check_budgets", "sweep_frame", "sweep_label", "warm_config"]

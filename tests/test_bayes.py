@@ -305,3 +305,25 @@ def test_bo_flat_objective() -> None:
 def test_bo_rejects_bad_objective(fn) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValueError, match=r"^objective must be one of edp, latency, energy, got "):
         fn(NET, 0, num_hw=1, initial_hw=1, objective="area")
+
+
+@pytest.mark.parametrize("hw", [Hardware(16, 64.0, 32.0), Hardware(4, 8.0, 4.0)])
+def test_written_out_gp_is_scikit_learn_bit_for_bit(hw: Hardware) -> None:
+    """gp_lcb / standard_scale replace StandardScaler + GaussianProcessRegressor for speed only:
+    the same bits on real mapping features (a constant feature included) and on a constant y."""
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(1)
+    for layer in NET:
+        train = encode_mappings(*sample_mappings(layer, hw, 40, rng))
+        test = encode_mappings(*sample_mappings(layer, hw, 200, rng))
+        scaler = StandardScaler().fit(train)
+        mean, scale = bayes_module.standard_scale(train)
+        got_train, got_test = (train - mean) / scale, (test - mean) / scale
+        assert np.array_equal(got_train, scaler.transform(train))
+        assert np.array_equal(got_test, scaler.transform(test))
+        for y in (rng.normal(10.0, 3.0, len(train)), np.full(len(train), 2.5)):
+            mean, std = bayes_module._layer_gp().fit(got_train, y).predict(got_test,
+                                                                           return_std=True)
+            ref = mean - bayes_module.LCB_KAPPA * std
+            assert np.array_equal(bayes_module.gp_lcb(got_train, y, got_test), ref)

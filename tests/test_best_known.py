@@ -223,3 +223,20 @@ def test_bad_seed_and_network() -> None:
         bk.best_known_search(NET, -1)
     with pytest.raises(ValueError):
         bk.best_known_search("no-such-network", 0)
+
+
+def test_refine_design_improves_within_bounds_and_budget() -> None:
+    net = NET
+    hw = Hardware(16, 64.0, 32.0)
+    start = heuristic_mappings(net, hw)
+    cfg = bk.refinement_config(HardwareBounds(max_area_mm2=1.0))
+    assert (cfg.max_pe_dim, cfg.max_sp_kb, cfg.max_area_mm2) == (128, 2048.0, 1.0)
+    edp0 = score_network(net, start, hw).edp
+    edp, hw_r, maps, evals, history = bk.refine_design(net, hw, start, cfg, 0, 400)
+    assert edp <= edp0 and history[0] == (len(net), edp0)
+    assert [e for _, e in history] == sorted((e for _, e in history), reverse=True)
+    assert cfg.bounds().feasible(hw_r) and hw_r.area_mm2() <= 1.0
+    assert score_network(net, maps, hw_r).edp == pytest.approx(edp, rel=1e-12)  # checks them
+    more = bk.refine_design(net, hw, start, cfg, 0, 4000)
+    assert evals <= more[3]
+    assert bk.refine_design(net, hw, start, cfg, 0, 400)[:2] == (edp, hw_r)

@@ -11,7 +11,7 @@ import pytest
 from dosa import data
 from dosa.cli import main
 from dosa.hardware import DOSA_BASE, Hardware
-from dosa.search.dosa_gd import RECOMMENDED
+from dosa.search.dosa_gd import RECOMMENDED, SCREENED
 from dosa.workload import DIMS, Layer
 
 EXAMPLE = "L3[WIO] Q7 K8 - L2[WI] N1 K4X - L1[O] K2 C4 P56 Q8 C16X - L0[W] N1"
@@ -395,6 +395,7 @@ def test_search_config_follows_the_option_table(tmp_path: Path,
                  "--objective", "latency", "--pe-dim", "16", "--max-area-mm2", "3"]) == 0
     assert main(["search", "--workload", "bert", "--out", out, "--objective", "energy",
                  "--screen", "2"]) == 0
+    assert main(["search", "--workload", "bert", "--out", out, "--refine-samples", "100"]) == 0
     # edp is every method's default: left out, so the run key is that of the plain run
     assert main(["search", "--workload", "bert", "--method", "bo", "--out", out,
                  "--objective", "edp"]) == 0
@@ -410,7 +411,8 @@ def test_search_config_follows_the_option_table(tmp_path: Path,
          "proposals": 2, "argsort_bug": False, "keep_all": True},
         {},
         {"objective": "latency", "pe_dim": 16, "max_area_mm2": 3.0},
-        {**RECOMMENDED, "objective": "energy", "screen": 2},
+        {**SCREENED, "objective": "energy", "screen": 2},  # the refinement is EDP-only
+        {**RECOMMENDED, "refine_samples": 100},
         {},
         {},
     ]
@@ -790,8 +792,10 @@ def test_search_warm_start_passes_the_mappings(bert_result: Path, tmp_path: Path
     calls = _record_search(monkeypatch)
     assert main(["search", "--workload", "bert", "--out", str(tmp_path / "o"),
                  "--warm-start", str(bert_result)]) == 0
-    expected = [m.to_string() for m in SearchResult.read(bert_result).mappings]
-    assert calls[0]["config"] == {**RECOMMENDED, "warm_start": expected}
+    previous = SearchResult.read(bert_result)
+    expected = [m.to_string() for m in previous.mappings]
+    assert calls[0]["config"] == {**RECOMMENDED, "warm_start": expected,
+                                  "warm_hardware": previous.hardware.to_dict()}
 
 
 def _copy_with(src: Path, dst: Path, **changes: object) -> Path:

@@ -219,3 +219,77 @@ def test_warm_start_of_another_network_is_refused(bert: Network) -> None:
         dosa_search(bert, 0, warm_start=strings, **SMALL)
     with pytest.raises(ValueError):
         dosa_search(bert, 0, warm_start=strings[:len(bert.layers)], **SMALL)
+
+
+def test_refinement_is_never_worse_and_counted(bert: Network) -> None:
+    opts = dict(SMALL, variant="improved", max_area_mm2=1.0)
+    plain = dosa_search(bert, 0, **opts)
+    refined = dosa_search(bert, 0, refine_samples=150, **opts)
+    again = dosa_search(bert, 0, refine_samples=150, **opts)
+    info = refined.extra["refinement"]
+    # the gradient part is the same run; the refinement starts from its answer
+    assert info["edp_before"] == pytest.approx(plain.edp, rel=1e-12)
+    assert refined.edp == pytest.approx(info["edp_after"], rel=1e-12)
+    assert refined.edp < plain.edp  # bert's small-step design leaves room on fixed hardware
+    assert refined.area_mm2 <= 1.0
+    assert refined.samples == plain.samples + info["samples"]
+    assert refined.model_evals == plain.model_evals + info["model_evals"]
+    assert (refined.edp, refined.hardware) == (again.edp, again.hardware)
+    assert plain.extra["refinement"] is None
+    # the trajectory ends at the refined design, counted at the run's last sample
+    assert refined.trajectory[-1] == [refined.samples, pytest.approx(refined.edp, rel=1e-12)]
+
+
+def test_refinement_stays_within_its_sample_budget(bert: Network) -> None:
+    first_only = dosa_search(bert, 0, refine_samples=1, **SMALL).extra["refinement"]
+    for budget in (1500, 4000):
+        got = dosa_search(bert, 0, refine_samples=budget, **SMALL).extra["refinement"]
+        # the pattern search stops before a neighbour whose cost would pass the budget
+        assert first_only["samples"] < got["samples"] <= budget
+    assert first_only["samples"] < 1500
+
+
+def test_warm_hardware_keeps_the_previous_design_as_a_candidate(bert: Network) -> None:
+    refined = dosa_search(bert, 0, refine_samples=1500, max_area_mm2=1.0, **SMALL)
+    warm = [m.to_string() for m in refined.mappings]
+    # a search that can barely move: the warm design on its own hardware must still win
+    tiny = dict(starts=1, steps=1, round_every=1, max_area_mm2=2.0, warm_start=warm)
+    with_hw = dosa_search(bert, 0, warm_hardware=refined.hardware.to_dict(), **tiny)
+    assert with_hw.edp <= refined.edp
+    assert with_hw.samples == dosa_search(bert, 0, **tiny).samples + 1
+    # outside the bounds it is no candidate (the answer stays inside them)
+    tight = dosa_search(bert, 0, warm_hardware=refined.hardware.to_dict(),
+                        **{**tiny, "starts": 2, "screen": 1,
+                           "max_area_mm2": refined.area_mm2 * 0.9})
+    assert tight.area_mm2 <= refined.area_mm2 * 0.9
+    with pytest.raises(ValueError, match="does not hold the warm_start mappings"):
+        dosa_search(bert, 0, warm_hardware={"pe_dim": 2, "sp_kb": 1.0, "acc_kb": 1.0}, **tiny)
+    with pytest.raises(ValueError, match="warm_hardware needs warm_start"):
+        DosaConfig(warm_hardware=refined.hardware.to_dict())
+    with pytest.raises(ValueError, match="warm_hardware: missing hardware field"):
+        DosaConfig(warm_start=warm, warm_hardware={"pe_dim": 16})
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"refine_samples": -1}, "refine_samples must be an integer >= 0"),
+    ({"refine_samples": True}, "refine_samples must be an integer >= 0"),
+    ({"refine_samples": 10, "objective": "latency"}, "needs objective in"),
+    ({"refine_samples": 10, "predictor": "dnn"}, "needs predictor in"),
+    ({"refine_samples": 10, "pe_dim": 16}, "needs pe_dim in"),
+])
+def test_refinement_options_are_checked(bad: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        DosaConfig(**bad)
+
+
+def test_recommended_configuration_per_objective() -> None:
+    from dosa.search.dosa_gd import RECOMMENDED, SCREENED, recommended
+
+    assert recommended() == RECOMMENDED and RECOMMENDED["refine_samples"] > 0
+    for options in ({"objective": "latency"}, {"predictor": "both"}, {"pe_dim": 16}):
+        assert recommended(**options) == SCREENED and "refine_samples" not in SCREENED
+    # both presets stay at the paper's ~10,500 samples (7 starts, 1,008 screened points)
+    paper = 7 * 1490 + 7
+    for preset in (RECOMMENDED, SCREENED):
+        total = 7 * preset["steps"] + 1008 + 7 + preset.get("refine_samples", 0)
+        assert total <= paper

@@ -150,9 +150,9 @@ def test_sweep_on_a_local_cluster_equals_single_runs(tmp_path: Path, tiny: Path,
             tighter = good[(good.method == "dosa") & (good.seed == row.seed)
                            & (good.area_budget_mm2 == 0.6)].folder.item()
             from dosa.search.result import SearchResult
+            from dosa.tradeoff import warm_config
 
-            config["warm_start"] = [m.to_string()
-                                    for m in SearchResult.read(out / tighter).mappings]
+            config.update(warm_config(SearchResult.read(out / tighter)))
         alone, _ = search_to_folder(network, row.method, int(row.seed), config,
                                     tmp_path / "alone" / row.folder)
         assert (alone.edp, alone.cycles, alone.samples) == (row.edp, row.cycles, row.samples)

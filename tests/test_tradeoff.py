@@ -53,15 +53,17 @@ def test_names_and_configs() -> None:
         budget_config("nope", "smoke", 1.0)
 
 
-def test_dosa_sweep_is_monotone_and_warm_started() -> None:
+@pytest.mark.parametrize("label", ["dosa-screen", "dosa-refine"])
+def test_dosa_sweep_is_monotone_and_warm_started(label: str) -> None:
     budgets = [0.4, 0.8, 1.5, None]
-    got = area_sweep("bert", "dosa-screen", 0, budgets, "smoke")
+    got = area_sweep("bert", label, 0, budgets, "smoke")
     edps = [got[b].edp for b in check_budgets(budgets)]
     assert edps == sorted(edps, reverse=True)
     for b in (0.4, 0.8, 1.5):
         assert got[b].area_mm2 <= b
     assert got[0.4].config["warm_start"] is None
     assert list(got[0.8].config["warm_start"]) == [m.to_string() for m in got[0.4].mappings]
+    assert got[0.8].config["warm_hardware"] == got[0.4].hardware.to_dict()
     assert got[0.8].extra["starts"][0]["kind"] == "warm"
 
 

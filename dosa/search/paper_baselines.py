@@ -69,6 +69,7 @@ from tqdm import tqdm
 from dosa.evaluation import network_edp
 from dosa.hardware import Hardware
 from dosa.mapping import NUM_DIMS, NUM_LEVELS, Mapping
+from dosa.search.bayes import standard_scale
 from dosa.search.options import (
     LOG2_ACC_KB_RANGE,
     LOG2_PE_RANGE,
@@ -210,27 +211,6 @@ def fixed_gp() -> GaussianProcessRegressor:
     return GaussianProcessRegressor(kernel=kernel, alpha=GP_ALPHA, optimizer=None)
 
 
-def _standard_scale(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Column mean and scale of ``x`` [n, d] with ``StandardScaler.fit``'s float operations.
-
-    Population variance by the corrected two-pass sum; a column whose variance is within
-    rounding of 0 (scikit-learn's ``_is_constant_feature`` bound) gets scale 1, so constant
-    columns standardise to 0 instead of dividing by ~0. Same operations, so the same bits.
-    """
-    n = x.shape[0]
-    total = np.sum(x, axis=0)
-    mean = total / n
-    dev = x - mean
-    correction = np.sum(dev, axis=0)
-    dev **= 2
-    var = (np.sum(dev, axis=0) - correction ** 2 / n) / n
-    eps = np.finfo(np.float64).eps
-    constant = var <= n * eps * var + (n * mean * eps) ** 2
-    scale = np.sqrt(var)
-    scale[constant] = 1.0
-    return mean, scale
-
-
 def gp_lcb(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, *,
            kappa: float = LCB_KAPPA) -> np.ndarray:
     """LCB (standardised units) of the original pipeline: scale X and y, fixed GP, mean - κ·std.
@@ -252,8 +232,8 @@ def gp_lcb(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, *,
                          f"{x_train.shape}, {y.shape}, {x_test.shape}")
     if not (np.isfinite(x_train).all() and np.isfinite(y).all() and np.isfinite(x_test).all()):
         raise ValueError("gp_lcb inputs must be finite")  # as scikit-learn's validation
-    mean, scale = _standard_scale(x_train)
-    y_mean, y_scale = _standard_scale(y[:, None])
+    mean, scale = standard_scale(x_train)
+    y_mean, y_scale = standard_scale(y[:, None])
     y_std = ((y[:, None] - y_mean) / y_scale)[:, 0]
     varying = (x_train != x_train[0]).any(axis=0) | (x_test != x_train[0]).any(axis=0)
     mean, scale = mean[varying], scale[varying]

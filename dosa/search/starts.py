@@ -30,9 +30,9 @@ from dosa.workload import Layer, Network
 
 P, Q, C, K = 2, 3, 4, 5
 #: Per-level ranks of the heuristic's loop orders, one per canonical DRAM order.
-_HEURISTIC_RANKS = {name: np.array([order_to_rank(o) for o in
-                                    (DEFAULT_ORDER, ACC_ORDER, DEFAULT_ORDER, dram)])
-                    for name, dram in DRAM_ORDERS.items()}
+_HEURISTIC_RANKS = np.array([[order_to_rank(o) for o in (DEFAULT_ORDER, ACC_ORDER,
+                                                           DEFAULT_ORDER, dram)]
+                             for dram in DRAM_ORDERS.values()])
 #: Orders in which the accumulator tile is grown (dims as R..N indices).
 GROWTH_PRIORITIES = ((0, 1, 4, 2, 3, 5, 6), (0, 1, 2, 3, 4, 5, 6), (0, 1, 5, 4, 2, 3, 6))
 
@@ -99,7 +99,7 @@ def heuristic_tables(layer: Layer, hw: Hardware) -> tuple[np.ndarray, np.ndarray
     t1 = np.repeat(np.array(tiles, dtype=np.int64), len(DRAM_ORDERS), axis=0)
     temporal[:, 1] = t1
     temporal[:, 3] = dims // (t1 * spatial[:, 1] * spatial[:, 2])
-    rank = np.tile(np.array([_HEURISTIC_RANKS[o] for o in DRAM_ORDERS]), (len(tiles), 1, 1))
+    rank = np.tile(_HEURISTIC_RANKS, (len(tiles), 1, 1))
     return temporal, spatial, rank
 
 
@@ -109,13 +109,14 @@ def heuristic_candidates(layer: Layer, hw: Hardware) -> list[Mapping]:
     return [Mapping(t, s, r) for t, s, r in zip(temporal, spatial, rank, strict=True)]
 
 
-def pick_best_per_layer(network: Network, candidates: list[list[Mapping]],
-                        hw: Hardware) -> tuple[list[Mapping], int]:
-    """Per layer, the candidate with the lowest cycles x energy; returns (mappings, evals)."""
-    samples = [tuple(np.stack([getattr(m, f) for m in cands])
-                     for f in ("temporal", "spatial", "rank")) for cands in candidates]
+
+
+def _best_per_layer(network: Network, hw: Hardware,
+                    samples: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> list[Mapping]:
+    """Per layer, the candidate (rows of its (temporal, spatial, rank) tables) of least
+    cycles x energy."""
     cycles, energy = evaluate_samples(network, hw, samples)
-    return pick_best(samples, cycles, energy)[0], len(cycles)
+    return pick_best(samples, cycles, energy)[0]
 
 
 def heuristic_fits(network: Network, hw: Hardware) -> bool:
@@ -132,9 +133,7 @@ def heuristic_fits(network: Network, hw: Hardware) -> bool:
 
 def heuristic_mappings(network: Network, hw: Hardware) -> list[Mapping]:
     """One valid mapping per layer that fits ``hw``, from the constructive Gemmini mapper."""
-    best, _ = pick_best_per_layer(network, [heuristic_candidates(lay, hw)
-                                            for lay in network.layers], hw)
-    return best
+    return _best_per_layer(network, hw, [heuristic_tables(lay, hw) for lay in network.layers])
 
 
 def best_of_random_mappings(network: Network, hw: Hardware, k: int,
@@ -232,4 +231,6 @@ def milp_mappings(network: Network, hw: Hardware) -> list[Mapping]:
     for lay in network.layers:
         m = milp_mapping(lay, hw)
         candidates.append([m.with_order(3, o) for o in DRAM_ORDERS.values()])
-    return pick_best_per_layer(network, candidates, hw)[0]
+    return _best_per_layer(network, hw, [tuple(np.stack([getattr(m, f) for m in cands])
+                                               for f in ("temporal", "spatial", "rank"))
+                                         for cands in candidates])
