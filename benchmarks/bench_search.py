@@ -8,7 +8,9 @@ alone, best of ``--repeats``) and as the ``dosa search`` command (imports, netwo
 the result folder included). Also the hardware-grid screen and the whole search of the
 recommended configuration, the default of ``dosa search``, which starts with that screen and
 ends with the exact refinement (600 steps since the refinement came; 1,346 steps before, so
-the figure is not comparable with runs older than the refinement).
+the figure is not comparable with runs older than the refinement). Last, the step rate and
+the paper-budget search with the step compiled (``--compile``: ``torch.compile``, the fusion
+the sweeps issue names as the likely lever), and the first compiled search, which compiles.
 
     python benchmarks/bench_search.py [--workload resnet50] [--steps 300] [--repeats 3] [--claims]
 """
@@ -42,18 +44,22 @@ def main() -> None:
     network = load_network(args.workload)
     print(f"torch {torch.__version__}; {args.workload}: {len(network.layers)} unique layers")
     print(f"{'starts':>7} | {'steps/s':>9} | {'layer-mapping evals/s':>22}")
+    # a short and a long run differ only in gradient steps (start points and the final
+    # rounding are the same), so their time difference is the cost of the extra steps
+    def timed(steps: int, starts: int, compile: bool = False) -> float:
+        t0 = time.perf_counter()
+        dosa_search(network, 0, starts=starts, steps=steps, round_every=10_000, compile=compile)
+        return time.perf_counter() - t0
+
+    def step_rate(starts: int, compile: bool = False) -> float:
+        short = timed(5, starts, compile)
+        long = timed(args.steps + 5, starts, compile)
+        return args.steps / (long - short)
+
     rates = {}
     for starts in (1, 7):
-        # a short and a long run differ only in gradient steps (start points and the final
-        # rounding are the same), so their time difference is the cost of the extra steps
-        def timed(steps: int, n: int = starts) -> float:
-            t0 = time.perf_counter()
-            dosa_search(network, 0, starts=n, steps=steps, round_every=10_000)
-            return time.perf_counter() - t0
-
-        timed(5)  # warm-up
-        short, long = timed(5), timed(args.steps + 5)
-        rates[starts] = args.steps / (long - short)
+        timed(5, starts)  # warm-up
+        rates[starts] = step_rate(starts)
         evals = rates[starts] * starts * len(network.layers)
         print(f"{starts:>7} | {rates[starts]:>9.1f} | {evals:>22,.0f}")
     searches = []
@@ -83,6 +89,38 @@ def main() -> None:
         command = time.perf_counter() - t0
     print(f"paper-budget DOSA search (7 starts x 1,490 steps): {min(searches):.2f} s "
           f"(best of {len(searches)}); `dosa search --variant paper`: {command:.2f} s")
+    # Last, as inductor leaves compile workers behind that would disturb the timings above:
+    # the same with the step compiled (--compile); the first search includes the compilation
+    # (shorter when inductor's on-disk cache already holds it).
+    compiled_claims = {}
+    try:
+        t0 = time.perf_counter()
+        dosa_search(network, 0, starts=7, steps=5, round_every=10_000, compile=True)
+    except ValueError as err:  # no C++ compiler here: the compiled figures are not measured
+        print(f"{err}: compiled timings skipped")
+    else:
+        first_compiled = time.perf_counter() - t0
+        compiled_rate = step_rate(7, compile=True)
+        compiled = []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            dosa_search(network, 0, variant="paper", compile=True)
+            compiled.append(time.perf_counter() - t0)
+        print(f"compiled step (--compile): {compiled_rate:.1f} steps/s (7 starts; eager "
+              f"{rates[7]:.1f}); paper-budget search {min(compiled):.2f} s (eager "
+              f"{min(searches):.2f}); first search, compilation included: "
+              f"{first_compiled:.1f} s")
+        source = "benchmarks/bench_search.py"
+        compiled_claims = {
+            f"bench.compiled_steps_per_s.{args.workload}": claim(
+                compiled_rate, None, "steps/s (7 starts, --compile)", source,
+                deterministic=False),
+            f"bench.dosa_compiled_search_s.{args.workload}": claim(
+                min(compiled), None, "s (paper budget, --compile, search only)", source,
+                deterministic=False),
+            f"bench.compile_first_search_s.{args.workload}": claim(
+                first_compiled, None, "s (first 5-step --compile search: compilation)",
+                source, deterministic=False)}
     if args.claims:
         source = "benchmarks/bench_search.py"
         update_claims({
@@ -99,7 +137,8 @@ def main() -> None:
                 deterministic=False),
             f"bench.dosa_default_search_s.{args.workload}": claim(
                 default, None, "s (recommended configuration, search only)", source,
-                deterministic=False)})
+                deterministic=False),
+            **compiled_claims})
 
 
 if __name__ == "__main__":

@@ -300,8 +300,9 @@ def compare_claims(reference: Mapping[str, Mapping[str, Any]],
     """Committed (``reference``) vs reproduced (``current``) claims, one row per key.
 
     ``status`` is ``same``, ``CHANGED`` (a deterministic claim moved by more than
-    DRIFT_TOLERANCE), ``timing`` (a non-deterministic claim: shown, never flagged), ``new``
-    (not in the reference) or ``MISSING`` (not reproduced).
+    DRIFT_TOLERANCE), ``timing`` (a non-deterministic claim, also one not reproduced here:
+    shown, never flagged), ``new`` (not in the reference) or ``MISSING`` (a deterministic claim
+    not reproduced).
     """
     rows = []
     for key in sorted(set(reference) | set(current)):
@@ -312,7 +313,9 @@ def compare_claims(reference: Mapping[str, Mapping[str, Any]],
         assert entry is not None
         paper = entry.get("paper")
         drift = math.nan if old is None or new is None or old == 0 else new / old - 1
-        if cur is None:
+        if cur is None and not entry.get("deterministic", True):
+            status = "timing"  # a timing this machine could not take (e.g. no C++ compiler)
+        elif cur is None:
             status = "MISSING"
         elif ref is None:
             status = "new"

@@ -49,6 +49,7 @@ SEARCH_OPTIONS: dict[str, tuple[str, ...]] = {
     "predictor": ("dosa",),
     "screen": ("dosa",),
     "refine_samples": ("dosa",),
+    "compile": ("dosa",),
     "warm_start": ("dosa",),
     "num_hw": ("random", "bo", "random-paper", "bo-paper"),
     "mappings_per_layer": ("random", "random-paper"),
@@ -213,17 +214,28 @@ def method_config(args: argparse.Namespace, method: str) -> dict[str, Any]:
     return config
 
 
-def _check_screen(args: argparse.Namespace) -> None:
-    """``--screen`` takes at most one start per start (DosaConfig checks it too, but would
-    not name the flag)."""
-    if args.screen is None:
-        return
-    from dosa.search.dosa_gd import DosaConfig
+#: What the exact refinement needs (dosa_gd.REFINEMENT_NEEDS), in flags.
+_REFINEMENT_FLAGS = {"objective": "--objective edp", "pe_dim": "no --pe-dim",
+                     "predictor": "no --predictor (or --predictor analytical)"}
 
-    starts = args.starts if args.starts is not None else DosaConfig().starts
-    if args.screen > starts:
-        raise ValueError(f"--screen {args.screen} exceeds the number of starts ({starts}, see "
-                         "--starts); allowed: 0 to the number of starts")
+
+def _check_dosa_options(args: argparse.Namespace) -> None:
+    """``--screen`` and ``--refine-samples`` against the options they depend on. DosaConfig
+    checks both too, but names its fields; here the error names the flags."""
+    from dosa.search.dosa_gd import DosaConfig, refinement_blocker
+
+    if args.screen is not None:
+        starts = args.starts if args.starts is not None else DosaConfig().starts
+        if args.screen > starts:
+            raise ValueError(f"--screen {args.screen} exceeds the number of starts ({starts}, "
+                             "see --starts); allowed: 0 to the number of starts")
+    if args.refine_samples:
+        blocker = refinement_blocker(args.objective or "edp", args.predictor, args.pe_dim)
+        if blocker is not None:
+            flag = _REFINEMENT_FLAGS.get(blocker, f"another {_flag(blocker)}")
+            raise ValueError(f"--refine-samples {args.refine_samples} (the exact refinement "
+                             "optimises network EDP on the analytical model with a free "
+                             f"pe_dim) needs {flag}; give --refine-samples 0 or leave it out")
 
 
 def _warm_start(folder: str, network: Any) -> dict[str, Any]:
@@ -279,7 +291,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
     # the search code or any search work.
     _check_search_options(args)
     out = check_output_dir(args.out, "--out")
-    _check_screen(args)
+    _check_dosa_options(args)
 
     from dosa.experiments import search_to_folder
     from dosa.workload import WorkloadError, load_network
@@ -345,7 +357,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                          "own workers run the tasks (give one of them)")
     out = check_output_dir(args.out, "--out")
     if "dosa" in args.methods:
-        _check_screen(args)
+        _check_dosa_options(args)
     if args.scheduler is None:  # with a cluster, paths are the workers' (checked there)
         from dosa.workload import BUILTIN_NETWORKS
 
@@ -439,6 +451,9 @@ def _add_method_options(se: argparse.ArgumentParser, *, warm_start: bool = True)
            "best design: mapping optimisation and a buffer-size pattern search (needs the EDP "
            "objective, no --predictor and no --pe-dim; default 4400 with --variant recommended "
            "where those hold, else 0)", type=_count, metavar="N")
+    option(g, "compile", "compile the gradient step with torch.compile (needs a C++ compiler): "
+           "about twice the steps/s after a first compilation; results may differ from eager in "
+           "the last bits", action="store_const", const=True)
     if warm_start:
         option(g, "warm_start", "a previous dosa search result folder of the same network: "
                "the first start begins from its mappings, and its design on its own hardware "

@@ -104,9 +104,17 @@ def surrogate() -> Iterator[None]:
         _SURROGATE.reset(token)
 
 
+@torch.compiler.assume_constant_result
+def _surrogate_on() -> bool:
+    """Whether :func:`surrogate` is active; a constant to ``torch.compile`` (which cannot trace
+    a ContextVar), so a compiled search step is one graph. Compiled code never sees the block
+    change: :func:`surrogate` serves tests and measurements, not the search."""
+    return _SURROGATE.get()
+
+
 def _exact(smooth: torch.Tensor, exact: torch.Tensor) -> torch.Tensor:
     """Rule 8: the value of ``exact``, the gradient of ``smooth`` (straight-through)."""
-    if _SURROGATE.get():
+    if _surrogate_on():
         return smooth
     if not smooth.requires_grad:
         return exact

@@ -396,6 +396,7 @@ def test_search_config_follows_the_option_table(tmp_path: Path,
     assert main(["search", "--workload", "bert", "--out", out, "--objective", "energy",
                  "--screen", "2"]) == 0
     assert main(["search", "--workload", "bert", "--out", out, "--refine-samples", "100"]) == 0
+    assert main(["search", "--workload", "bert", "--out", out, "--compile"]) == 0
     # edp is every method's default: left out, so the run key is that of the plain run
     assert main(["search", "--workload", "bert", "--method", "bo", "--out", out,
                  "--objective", "edp"]) == 0
@@ -413,6 +414,7 @@ def test_search_config_follows_the_option_table(tmp_path: Path,
         {"objective": "latency", "pe_dim": 16, "max_area_mm2": 3.0},
         {**SCREENED, "objective": "energy", "screen": 2},  # the refinement is EDP-only
         {**RECOMMENDED, "refine_samples": 100},
+        {**RECOMMENDED, "compile": True},
         {},
         {},
     ]
@@ -775,6 +777,23 @@ def test_search_screen_beyond_starts_is_refused(given: list[str], starts: int, t
     assert main(["search", "--workload", "bert", "--out", str(tmp_path / "o"), *given]) == 2
     err = _one_error_line(capsys.readouterr().err, "dosa search: error: --screen ")
     assert f"exceeds the number of starts ({starts}, see --starts)" in err and calls == []
+
+
+@pytest.mark.parametrize(("given", "needs"), [
+    (["--objective", "latency"], "needs --objective edp"),
+    (["--pe-dim", "16"], "needs no --pe-dim"),
+    (["--predictor", "dnn"], "needs no --predictor (or --predictor analytical)"),
+])
+def test_search_refinement_refusal_names_the_flags(given: list[str], needs: str, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A refinement the other options rule out is refused in CLI words, before any search."""
+    calls = _record_search(monkeypatch)
+    assert main(["search", "--workload", "bert", "--out", str(tmp_path / "o"),
+                 "--refine-samples", "100", *given]) == 2
+    err = _one_error_line(capsys.readouterr().err, "dosa search: error: --refine-samples 100 ")
+    assert needs in err and "give --refine-samples 0 or leave it out" in err
+    assert "refine_samples=0" not in err and calls == []
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 from dosa.cli import main as cli_main
 from dosa.evaluation import score_network
 from dosa.mapping import parse_mapping
+from dosa.search import dosa_gd
 from dosa.search.dosa_gd import DosaConfig, dosa_search
 from dosa.search.result import MAPPING_COLUMNS, SearchResult
 from dosa.workload import Layer, Network, load_network
@@ -293,3 +295,36 @@ def test_recommended_configuration_per_objective() -> None:
     for preset in (RECOMMENDED, SCREENED):
         total = 7 * preset["steps"] + 1008 + 7 + preset.get("refine_samples", 0)
         assert total <= paper
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"compile": "yes"}, "compile must be true or false"),
+    ({"compile": True, "predictor": "dnn"}, "compile=True needs the analytical model"),
+])
+def test_compile_option_is_checked(bad: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        DosaConfig(**bad)
+
+
+def test_compile_failure_is_one_clear_error(bert: Network, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where inductor cannot build (e.g. no C++ compiler) the run stops at its first step with
+    a ValueError naming the option, not a backend traceback."""
+    def broken(*args: object) -> None:
+        raise RuntimeError("C++ compile error\nlong backend log")
+
+    monkeypatch.setattr(dosa_gd, "_compiled_step_loss", lambda: broken)
+    with pytest.raises(ValueError, match=r"^compile=True: torch.compile failed here "
+                       r"\(RuntimeError: C\+\+ compile error\); run without compile$"):
+        dosa_search(bert, 0, compile=True, **SMALL)
+
+
+@pytest.mark.skipif(not any(shutil.which(c) for c in ("g++", "c++", "clang++")),
+                    reason="torch.compile (inductor) needs a C++ compiler")
+def test_compiled_step_finds_the_eager_design(bert: Network) -> None:
+    """The compiled step loss is the same function: on this run it reaches the same design
+    as eager (last-bit differences could, in principle, flip a rounding elsewhere)."""
+    eager = dosa_search(bert, 0, **SMALL)
+    compiled = dosa_search(bert, 0, compile=True, **SMALL)
+    assert compiled.config["compile"] is True and eager.config["compile"] is False
+    assert compiled.edp == pytest.approx(eager.edp, rel=1e-9)
+    assert [m.to_string() for m in compiled.mappings] == [m.to_string() for m in eager.mappings]

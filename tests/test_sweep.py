@@ -271,6 +271,9 @@ def _error(capsys: pytest.CaptureFixture[str]) -> str:
     (["--area-budgets", "1", "--max-area-mm2", "2"], "exclusive"),
     (["--workers", "2", "--scheduler", "tcp://x:1"], "--workers sizes the local cluster"),
     (["--starts", "2", "--screen", "3"], "--screen 3 exceeds"),
+    (["--methods", "dosa,random", "--refine-samples", "100", "--pe-dim", "16"],
+     "--refine-samples 100 (the exact refinement optimises network EDP on the analytical model "
+     "with a free pe_dim) needs no --pe-dim; give --refine-samples 0 or leave it out"),
     (["--workloads", "bert,missing.yaml"], "--workloads missing.yaml: neither a built-in"),
     (["--warm-start", "x"], "unrecognized arguments"),
 ])

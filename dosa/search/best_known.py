@@ -80,8 +80,7 @@ from dosa.search.options import (
     positive_number,
 )
 from dosa.search.result import SearchResult, Trajectory, finish_result
-from dosa.search.sampler import _SLOTS as _SAMPLER_SLOTS
-from dosa.search.sampler import _dim_tables, sample_mappings, single_threaded
+from dosa.search.sampler import _dim_tables, place_factors, sample_mappings, single_threaded
 from dosa.search.starts import heuristic_tables
 from dosa.workload import Layer, Network, as_network
 
@@ -354,11 +353,6 @@ def _block_neighbours(layer: Layer, hw: Hardware, temporal: np.ndarray, spatial:
     dims = layer.dims
     blocks_t, blocks_s = [], []
 
-    def assign(t: np.ndarray, s: np.ndarray, d: int, rows: np.ndarray) -> None:
-        for i, (block, level) in enumerate(_SAMPLER_SLOTS[d]):
-            (t if block == 0 else s)[:, level, d] = rows[:, i]
-        t[:, 3, d] = dims[d] // rows.prod(axis=1)
-
     active = [d for d in range(NUM_DIMS) if dims[d] > 1]
     groups: list[tuple[int, ...]] = [(d,) for d in active]
     groups += list(itertools.combinations(active, 2))
@@ -373,7 +367,7 @@ def _block_neighbours(layer: Layer, hw: Hardware, temporal: np.ndarray, spatial:
         t = np.broadcast_to(temporal, (len(flat), NUM_LEVELS, NUM_DIMS)).copy()
         s = np.broadcast_to(spatial, (len(flat), NUM_LEVELS, NUM_DIMS)).copy()
         for d, ix in zip(group, idx, strict=True):
-            assign(t, s, d, tables[d][ix])
+            place_factors(t, s, d, dims[d], tables[d][ix])
         blocks_t.append(t)
         blocks_s.append(s)
     t = np.concatenate(blocks_t) if blocks_t else np.zeros((0, NUM_LEVELS, NUM_DIMS), np.int64)
@@ -405,10 +399,8 @@ def _redraw_neighbours(layer: Layer, hw: Hardware, temporal: np.ndarray, spatial
         chosen = np.argsort(keys, axis=1)[:, :min(REDRAW_DIMS, len(active))]
         for col, d in enumerate(active):
             rows = np.flatnonzero((chosen == col).any(axis=1))
-            new = tables[d][rng.integers(len(tables[d]), size=len(rows))]
-            for i, (block, level) in enumerate(_SAMPLER_SLOTS[d]):
-                (t if block == 0 else s)[rows, level, d] = new[:, i]
-            t[rows, 3, d] = layer.dims[d] // new.prod(axis=1)
+            place_factors(t, s, d, layer.dims[d],
+                          tables[d][rng.integers(len(tables[d]), size=len(rows))], at=rows)
     flip = rng.random(n) < 0.5
     r[flip, 3] = rng.permuted(np.broadcast_to(np.arange(NUM_DIMS), (int(flip.sum()), NUM_DIMS)),
                               axis=1)
@@ -746,7 +738,7 @@ def refinement_config(bounds: HardwareBounds) -> BestKnownConfig:
 
 
 def refine_design(network: Network, hardware: Hardware, mappings: Sequence[Mapping],
-                  cfg: BestKnownConfig, seed: int, max_evals: int
+                  cfg: BestKnownConfig, seed: int, max_evals: int, *, edp: float | None = None
                   ) -> tuple[float, Hardware, list[Mapping], int, list[tuple[int, float]]]:
     """Exact fixed-hardware refinement of one design with at most about ``max_evals``
     layer-mapping evaluations: the best-known search's stages 2-4 (mapping optimisation warm-
@@ -754,9 +746,11 @@ def refine_design(network: Network, hardware: Hardware, mappings: Sequence[Mappi
     :data:`REFINE_MOVES`. Never worse than the given design, whose mappings must fit
     ``hardware``. Returns (EDP, hardware, mappings, evaluations, [(evaluations, EDP)] at each
     improvement, the best so far). The first optimisation always runs; the pattern search
-    stops before a neighbour that would take the total past ``max_evals``."""
+    stops before a neighbour that would take the total past ``max_evals``. ``edp`` is the
+    design's EDP where the caller has it (DOSA does), which saves scoring it again."""
     search = _Search(network, cfg, seed, tqdm(disable=True), REFINE_MOVES)
-    best = _Design(search.score(hardware, mappings), hardware, list(mappings))
+    best = _Design(search.score(hardware, mappings) if edp is None else edp, hardware,
+                   list(mappings))
     search.record(best.edp)
     before = search.evals
     first = search.polish(search.optimise(hardware, best.mappings))

@@ -30,15 +30,18 @@ evaluation the model made, including the start generator's and the order search'
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch.optim.adam import adam
 from tqdm import tqdm
 
 from dosa.evaluation import network_edp, network_objective, objective_of
@@ -52,7 +55,7 @@ from dosa.mapping import (
     stack_mappings,
 )
 from dosa.model import capacities, discretize_hw, evaluate, min_hw
-from dosa.search.best_known import refine_design, refinement_config
+from dosa.search.best_known import BestKnownConfig, refine_design, refinement_config
 from dosa.search.options import (
     HardwareBounds,
     check_objective,
@@ -95,16 +98,19 @@ SCREENED: dict[str, Any] = {"variant": "improved", "round_every": 100, "steps": 
 RECOMMENDED: dict[str, Any] = {**SCREENED, "steps": 600, "refine_samples": 4400}
 
 
+#: What the exact refinement needs of each option: it optimises network EDP on the analytical
+#: model and chooses pe_dim itself.
+REFINEMENT_NEEDS: dict[str, tuple[str | None, ...]] = {
+    "objective": ("edp",), "predictor": (None, "analytical"), "pe_dim": (None,)}
+
+
 def refinement_blocker(objective: str, predictor: str | None, pe_dim: int | None
                        ) -> str | None:
-    """Why the exact refinement cannot serve these options ("objective='edp'", ...), or
-    None: it optimises network EDP on the analytical model and chooses pe_dim itself."""
-    for name, value, allowed in (("objective", objective, ("edp",)),
-                                 ("predictor", predictor, (None, "analytical")),
-                                 ("pe_dim", pe_dim, (None,))):
-        if value not in allowed:
-            return f"{name} in {allowed}, got {value!r}"
-    return None
+    """The first option (field name) whose value the exact refinement cannot serve
+    (:data:`REFINEMENT_NEEDS`), or None."""
+    given = {"objective": objective, "predictor": predictor, "pe_dim": pe_dim}
+    return next((name for name, allowed in REFINEMENT_NEEDS.items()
+                 if given[name] not in allowed), None)
 
 
 def recommended(objective: str = "edp", predictor: str | None = None,
@@ -152,6 +158,12 @@ class DosaConfig:
     #: network EDP on the analytical model, so it needs the EDP objective, no learned
     #: predictor and a free pe_dim.
     refine_samples: int = 0
+    #: Compile the step loss with ``torch.compile`` (inductor, one graph; needs a C++
+    #: compiler): about twice the gradient steps per second on CPU, after a first compilation
+    #: per network shape and configuration (seconds to a minute; inductor caches it on disk).
+    #: Compiled arithmetic may differ from eager in the last bits, so it is part of the run
+    #: key. Analytical model only.
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -171,10 +183,16 @@ class DosaConfig:
                 or self.refine_samples < 0:
             raise ValueError(f"refine_samples must be an integer >= 0 (0 = no refinement), "
                              f"got {self.refine_samples!r}")
+        if not isinstance(self.compile, bool):
+            raise ValueError(f"compile must be true or false, got {self.compile!r}")
+        if self.compile and self.predictor not in (None, "analytical"):
+            raise ValueError(f"compile=True needs the analytical model (predictor None or "
+                             f"'analytical'), got predictor={self.predictor!r}")
         blocker = refinement_blocker(self.objective, self.predictor, self.pe_dim)
         if self.refine_samples and blocker is not None:
             raise ValueError(f"refine_samples > 0 (the exact refinement optimises network EDP "
-                             f"on the analytical model with a free pe_dim) needs {blocker}; "
+                             f"on the analytical model with a free pe_dim) needs {blocker} in "
+                             f"{REFINEMENT_NEEDS[blocker]}, got {getattr(self, blocker)!r}; "
                              f"set refine_samples=0")
         if self.warm_start is not None:
             if isinstance(self.warm_start, str) or not all(
@@ -194,10 +212,15 @@ class DosaConfig:
                 raise ValueError(f"warm_hardware: {err}") from None
         self.bounds()  # validates the hardware bounds (one implementation for every method)
         if self.refine_samples:
-            try:
-                refinement_config(self.bounds())
-            except ValueError as err:
-                raise ValueError(f"refine_samples > 0: {err}") from None
+            self.refinement()
+
+    def refinement(self) -> BestKnownConfig:
+        """The exact refinement's configuration inside these bounds (refused, naming
+        ``refine_samples``, where the bounds leave it nothing to search)."""
+        try:
+            return refinement_config(self.bounds())
+        except ValueError as err:
+            raise ValueError(f"refine_samples > 0: {err}") from None
 
     def learning_rate(self, workload: str) -> float:
         if self.lr is not None:
@@ -472,6 +495,15 @@ def _all_starts(problem: _Problem, cfg: DosaConfig, seed: int
     return starts, kinds + ["random"] * (cfg.starts - len(kinds))
 
 
+def _offer(rec: dict[str, Any], value: float, edp: float, hw: Hardware,
+           mappings: list[Mapping], samples: int) -> None:
+    """A design inside the hardware bounds, found at ``samples`` by one start: a point of the
+    run's trajectory, and the start's best when its objective ``value`` is the least yet."""
+    rec["points"].append([samples, value])
+    if rec["best"] is None or value < rec["best"].value:
+        rec["best"] = _Candidate(value, edp, hw, [m.to_string() for m in mappings], samples)
+
+
 def _consider_warm_hardware(problem: _Problem, cfg: DosaConfig, rec: dict[str, Any],
                             mappings: list[Mapping], predictor: Any) -> None:
     """The warm mappings on the warm design's own hardware as a candidate of start 0 (one more
@@ -491,11 +523,8 @@ def _consider_warm_hardware(problem: _Problem, cfg: DosaConfig, rec: dict[str, A
         return
     cyc, en, _ = _exact(problem, mappings, predictor, hardware=hw)
     counts = problem.counts.numpy()
-    value = float(network_objective(counts, cyc[:1], en[:1], cfg.objective)[0])
-    rec["points"].append([rec["samples"], value])
-    if rec["best"] is None or value < rec["best"].value:
-        rec["best"] = _Candidate(value, float(network_edp(counts, cyc[:1], en[:1])[0]), hw,
-                                 [m.to_string() for m in mappings], rec["samples"])
+    _offer(rec, float(network_objective(counts, cyc[:1], en[:1], cfg.objective)[0]),
+           float(network_edp(counts, cyc[:1], en[:1])[0]), hw, mappings, rec["samples"])
 
 
 def _objective_loss(objective: str, cycles: torch.Tensor, energy: torch.Tensor) -> torch.Tensor:
@@ -505,6 +534,61 @@ def _objective_loss(objective: str, cycles: torch.Tensor, energy: torch.Tensor) 
     if objective == "energy":
         return energy
     return cycles * energy
+
+
+class _Adam:
+    """Adam on one tensor: torch's own functional ``adam`` with the state and arguments of
+    ``torch.optim.Adam``'s defaults, so the same steps to the bit. Not the class itself, whose
+    first construction imports ``torch._dynamo``: 1.5 s of every ``dosa search`` command."""
+
+    def __init__(self, param: torch.Tensor, lr: float) -> None:
+        self.param, self.lr = param, lr
+        self.exp_avg = torch.zeros_like(param, memory_format=torch.preserve_format)
+        self.exp_avg_sq = torch.zeros_like(param, memory_format=torch.preserve_format)
+        self.steps = torch.tensor(0.0, dtype=torch.float64 if torch.get_default_dtype()
+                                  == torch.float64 else torch.float32)
+
+    def step(self) -> None:
+        assert self.param.grad is not None
+        with torch.no_grad():
+            adam([self.param], [self.param.grad], [self.exp_avg], [self.exp_avg_sq], [],
+                 [self.steps], foreach=False, amsgrad=False, beta1=0.9, beta2=0.999,
+                 lr=self.lr, weight_decay=0.0, eps=1e-8, maximize=False)
+
+
+def step_loss(problem: _Problem, theta: torch.Tensor, rank: torch.Tensor, smooth: float | None,
+              predictor: Any, scale: tuple[torch.Tensor, torch.Tensor] | None
+              ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """The loss of one gradient step over all starts: each start's objective of its network
+    cycles and energy, normalised by ``scale`` (the first step's totals, returned for the next
+    steps), plus the penalties for factors below 1 and for exceeding the hardware bounds."""
+    cfg = problem.cfg
+    temporal, spatial = problem.factors(problem.coords_from_theta(theta))
+    cycles, energy, hw_t = problem.network_terms(temporal, spatial, rank, smooth, predictor)
+    tot_c = (problem.counts * cycles).sum(dim=1)
+    tot_e = (problem.counts * energy).sum(dim=1)
+    if scale is None:
+        scale = (tot_c.detach(), tot_e.detach())
+    perf = _objective_loss(cfg.objective, tot_c / scale[0], tot_e / scale[1])
+    invalid = ((torch.relu(1 - temporal) ** 2).sum(dim=(1, 2))
+               + (torch.relu(1 - spatial) ** 2).sum(dim=(1, 2))).view(problem.groups,
+                                                                     problem.layers)
+    loss = (perf + perf.detach() * (invalid.sum(dim=1) + _bound_penalty(cfg, hw_t))).sum()
+    return loss, scale
+
+
+@functools.cache
+def _compiled_step_loss() -> Callable[..., Any]:
+    """:func:`step_loss` under ``torch.compile``, one per process. It specialises on the
+    network's shape and on the configuration (two graphs each: the first step sets the
+    scale), so a sweep needs far more than dynamo's default 8 graphs per function, past
+    which a ``fullgraph`` compile fails: the limits are raised for it."""
+    from torch._dynamo import config as dynamo_config
+
+    dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 4096)
+    dynamo_config.accumulated_recompile_limit = max(dynamo_config.accumulated_recompile_limit,
+                                                    4096)
+    return torch.compile(step_loss, dynamic=False, fullgraph=True)
 
 
 def _run_starts(network: Network, cfg: DosaConfig, seed: int, predictor: Any, lr: float,
@@ -532,35 +616,33 @@ def _run_starts(network: Network, cfg: DosaConfig, seed: int, predictor: Any, lr
             rec["history"].append([rec["samples"] + steps_done, float(value[g])])
             hw_g = Hardware(int(hw[g, 0]), float(hw[g, 1]), float(hw[g, 2]))
             if cfg.feasible(hw_g):
-                rec["points"].append([rec["samples"] + steps_done, float(value[g])])
-            if cfg.feasible(hw_g) and (rec["best"] is None or value[g] < rec["best"].value):
-                rec["best"] = _Candidate(float(value[g]), float(edp[g]), hw_g,
-                                         [m.to_string() for m in
-                                          designs[g * n_layers:(g + 1) * n_layers]],
-                                         rec["samples"] + steps_done)
+                _offer(rec, float(value[g]), float(edp[g]), hw_g,
+                       designs[g * n_layers:(g + 1) * n_layers], rec["samples"] + steps_done)
 
     consider(mappings, 0)
     if cfg.warm_hardware is not None:
         _consider_warm_hardware(problem, cfg, records[0], mappings[:n_layers], predictor)
     rank = torch.from_numpy(np.stack([m.rank for m in mappings]).copy())
     theta = problem.theta_of(problem.coords_of(mappings)).clone().requires_grad_(True)
-    opt = torch.optim.Adam([theta], lr=lr)
+    opt = _Adam(theta, lr)
     smooth = cfg.smooth_temperature()
-    scale_c = scale_e = None
+    scale: tuple[torch.Tensor, torch.Tensor] | None = None
     for step in range(cfg.steps):
-        temporal, spatial = problem.factors(problem.coords_from_theta(theta))
-        cycles, energy, hw_t = problem.network_terms(temporal, spatial, rank, smooth, predictor)
-        tot_c = (problem.counts * cycles).sum(dim=1)
-        tot_e = (problem.counts * energy).sum(dim=1)
-        if scale_c is None:
-            scale_c, scale_e = tot_c.detach(), tot_e.detach()
-        perf = _objective_loss(cfg.objective, tot_c / scale_c, tot_e / scale_e)
-        invalid = ((torch.relu(1 - temporal) ** 2).sum(dim=(1, 2))
-                   + (torch.relu(1 - spatial) ** 2).sum(dim=(1, 2))).view(groups, n_layers)
-        loss = (perf + perf.detach() * (invalid.sum(dim=1) + _bound_penalty(cfg, hw_t))).sum()
+        if cfg.compile:
+            try:
+                loss, scale = _compiled_step_loss()(problem, theta, rank, smooth, predictor,
+                                                    scale)
+            except Exception as err:  # whatever inductor raises, e.g. without a C++ compiler
+                if step:
+                    raise
+                first = (str(err).strip().splitlines() or [""])[0]
+                raise ValueError(f"compile=True: torch.compile failed here "
+                                 f"({type(err).__name__}: {first}); run without compile") from None
+        else:
+            loss, scale = step_loss(problem, theta, rank, smooth, predictor, scale)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss at step {step}")
-        opt.zero_grad(set_to_none=True)
+        theta.grad = None
         loss.backward()
         opt.step()
         bar.update(1)
@@ -587,7 +669,7 @@ def _run_starts(network: Network, cfg: DosaConfig, seed: int, predictor: Any, lr
                 with torch.no_grad():
                     theta.copy_(problem.theta_of(problem.coords_of(rounded)))
                 if cfg.restarts_adam():
-                    opt = torch.optim.Adam([theta], lr=lr)
+                    opt = _Adam(theta, lr)
     for rec in records:
         rec["samples"] += cfg.steps
         rec["model_evals"] += cfg.steps * n_layers
@@ -638,8 +720,8 @@ def dosa_search(network: Network | str, seed: int, *, progress: bool = False,
         layers = len(network.layers)
         with single_threaded():
             edp, hw_r, maps_r, evals, history = refine_design(
-                network, hw, mappings, refinement_config(cfg.bounds()), seed,
-                cfg.refine_samples * layers)
+                network, hw, mappings, cfg.refinement(), seed, cfg.refine_samples * layers,
+                edp=winner["best"]["edp"])
         for n, e in history:
             trajectory.record(offset + math.ceil(n / layers), e)
         refinement = {"samples": math.ceil(evals / layers), "model_evals": evals,

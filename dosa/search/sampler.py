@@ -181,13 +181,20 @@ def _dim_tables(layer: Layer, hw: Hardware) -> list[np.ndarray]:
     return tables
 
 
-def _fixed_ranks() -> np.ndarray:
-    rank = np.zeros((NUM_LEVELS, NUM_DIMS), dtype=np.int64)
-    rank[0] = order_to_rank(L0_ORDER)
-    rank[1] = order_to_rank(ACC_ORDER)
-    rank[2] = order_to_rank(L2_ORDER)
-    rank[3] = order_to_rank(DEFAULT_ORDER)
-    return rank
+#: The loop ranks of every sampled mapping before its DRAM order is drawn (read-only).
+FIXED_RANKS = np.stack([order_to_rank(order) for order in
+                        (L0_ORDER, ACC_ORDER, L2_ORDER, DEFAULT_ORDER)]).astype(np.int64)
+FIXED_RANKS.setflags(write=False)
+
+
+def place_factors(temporal: np.ndarray, spatial: np.ndarray, d: int, size: int,
+                  rows: np.ndarray, at: slice | np.ndarray = slice(None)) -> None:
+    """Write factorisations of dim ``d`` (``rows``: one column per legal slot, as in
+    :func:`_dim_tables`) into the mappings ``at`` of ``temporal``/``spatial`` [n, 4, 7], DRAM
+    taking the quotient of the dim's ``size``: the one place that knows the slot layout."""
+    for i, (block, level) in enumerate(_SLOTS[d]):
+        (temporal if block == 0 else spatial)[at, level, d] = rows[:, i]
+    temporal[at, 3, d] = size // rows.prod(axis=1)
 
 
 def draw_mappings(layer: Layer, n: int, rng: np.random.Generator,
@@ -202,13 +209,9 @@ def draw_mappings(layer: Layer, n: int, rng: np.random.Generator,
         tables = [factor_table(size, len(_SLOTS[d])) for d, size in enumerate(layer.dims)]
     temporal = np.ones((n, NUM_LEVELS, NUM_DIMS), dtype=np.int64)
     spatial = np.ones((n, NUM_LEVELS, NUM_DIMS), dtype=np.int64)
-    blocks = (temporal, spatial)
     for d, size in enumerate(layer.dims):
-        rows = tables[d][rng.integers(len(tables[d]), size=n)]
-        for i, (block, level) in enumerate(_SLOTS[d]):
-            blocks[block][:, level, d] = rows[:, i]
-        temporal[:, 3, d] = size // rows.prod(axis=1)
-    rank = np.broadcast_to(_fixed_ranks(), (n, NUM_LEVELS, NUM_DIMS)).copy()
+        place_factors(temporal, spatial, d, size, tables[d][rng.integers(len(tables[d]), size=n)])
+    rank = np.broadcast_to(FIXED_RANKS, (n, NUM_LEVELS, NUM_DIMS)).copy()
     rank[:, 3] = rng.permuted(np.broadcast_to(np.arange(NUM_DIMS), (n, NUM_DIMS)), axis=1)
     return temporal, spatial, rank
 
@@ -232,7 +235,7 @@ def all_dram_mapping(layer: Layer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     temporal = np.ones((1, NUM_LEVELS, NUM_DIMS), dtype=np.int64)
     temporal[0, 3] = layer.dims
     spatial = np.ones_like(temporal)
-    rank = _fixed_ranks()[None].copy()
+    rank = FIXED_RANKS[None].copy()
     rank[0, 3] = order_to_rank("PQNRSCK")
     return temporal, spatial, rank
 
