@@ -7,6 +7,7 @@ import importlib.metadata
 import re
 import subprocess
 import sys
+import sysconfig
 import tomllib
 from pathlib import Path
 
@@ -62,10 +63,16 @@ def test_lock_matches_the_installed_environment() -> None:
     regenerated without reinstalling shows up here; local labels like +cpu are ignored)."""
     pins = _lock()
     wrong = {}
-    for dist in importlib.metadata.distributions():
+    # the environment's own site-packages only: once torch.compile has imported setuptools,
+    # its vendored copies (setuptools/_vendor/*.dist-info) are on sys.path too
+    site = {Path(sysconfig.get_paths()[k]).resolve() for k in ("purelib", "platlib")}
+    seen = set()
+    for dist in importlib.metadata.distributions(path=[str(d) for d in site]):
         name = canonicalize_name(dist.metadata["Name"])
+        seen.add(name)
         if name in pins and Version(dist.version).public != str(pins[name]):
             wrong[name] = (dist.version, str(pins[name]))
+    assert {"torch", "numpy", "papermill"} <= seen, "site-packages not found"
     assert not wrong, f"installed vs locked: {wrong}"
 
 
