@@ -430,14 +430,14 @@ def _add_method_options(se: argparse.ArgumentParser, *, warm_start: bool = True)
     option(h, "max_area_mm2", "largest area (mm²)", type=_positive_float)
     g = se.add_argument_group("dosa options")
     option(g, "starts", "number of start points (default and paper: 7)", type=_positive_int)
-    option(g, "steps", "gradient steps per start (default 600, or 1346 for the latency and "
+    option(g, "steps", "gradient steps per start (default 400, or 1346 for the latency and "
            "energy objectives, a --predictor or a --pe-dim; paper: 1490)",
            type=_positive_int)
     option(g, "round_every", "steps between roundings (default 100; paper: 500)",
            type=_positive_int)
     option(g, "lr", "learning rate (paper: per workload)", type=_positive_float)
     option(g, "variant", "search configuration: recommended (default: the improved schedule "
-           "with --screen 3, --round-every 100, --steps 600 and --refine-samples 4400; for "
+           "with --screen 3, --round-every 100, --steps 400 and --refine-samples 6600; for "
            "another objective, a --predictor or a --pe-dim: --steps 1346 and no refinement; "
            "each overridable), improved, or paper (the published schedule and defaults)",
            choices=[RECOMMENDED_VARIANT, "improved", "paper"])
@@ -449,7 +449,7 @@ def _add_method_options(se: argparse.ArgumentParser, *, warm_start: bool = True)
            type=_count, metavar="N")
     option(g, "refine_samples", "samples (network evaluations) of the exact refinement of the "
            "best design: mapping optimisation and a buffer-size pattern search (needs the EDP "
-           "objective, no --predictor and no --pe-dim; default 4400 with --variant recommended "
+           "objective, no --predictor and no --pe-dim; default 6600 with --variant recommended "
            "where those hold, else 0)", type=_count, metavar="N")
     option(g, "compile", "compile the gradient step with torch.compile (needs a C++ compiler): "
            "about twice the steps/s after a first compilation; results may differ from eager in "

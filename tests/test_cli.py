@@ -441,6 +441,24 @@ def test_search_help_names_the_methods_of_each_option() -> None:
         assert helps[dest].endswith(f"[{scope}]"), (dest, helps[dest])
 
 
+def test_search_help_states_the_presets_values() -> None:
+    """--help types the recommended preset's values (the CLI answers it without importing
+    torch, so without dosa_gd): they must be the presets' own."""
+    from dosa.cli import build_parser
+
+    search = build_parser()._subparsers._group_actions[0].choices["search"]  # type: ignore
+    helps = {a.dest: a.help for a in search._actions}
+    rec, scr = RECOMMENDED, SCREENED
+    assert (f"--screen {rec['screen']}, --round-every {rec['round_every']}, --steps "
+            f"{rec['steps']} and --refine-samples {rec['refine_samples']};" in helps["variant"])
+    assert f"--steps {scr['steps']} and no refinement" in helps["variant"]
+    assert f"(default {rec['steps']}, or {scr['steps']} for" in helps["steps"]
+    assert f"default {rec['refine_samples']} with --variant recommended" \
+        in helps["refine_samples"]
+    assert f"default {rec['round_every']};" in helps["round_every"]
+    assert f"default {rec['screen']}," in helps["screen"]
+
+
 @pytest.mark.parametrize("kind", ["empty", "file", "under_file"])
 def test_search_bad_out_is_refused_at_once(
         kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

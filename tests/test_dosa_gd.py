@@ -309,13 +309,21 @@ def test_compile_option_is_checked(bad: dict, message: str) -> None:
 def test_compile_failure_is_one_clear_error(bert: Network, monkeypatch: pytest.MonkeyPatch) -> None:
     """Where inductor cannot build (e.g. no C++ compiler) the run stops at its first step with
     a ValueError naming the option, not a backend traceback."""
+    from torch._dynamo import config as dynamo_config
+
+    seen = []
+
     def broken(*args: object) -> None:
+        seen.append(dynamo_config.recompile_limit)
         raise RuntimeError("C++ compile error\nlong backend log")
 
+    limit = dynamo_config.recompile_limit
     monkeypatch.setattr(dosa_gd, "_compiled_step_loss", lambda: broken)
     with pytest.raises(ValueError, match=r"^compile=True: torch.compile failed here "
                        r"\(RuntimeError: C\+\+ compile error\); run without compile$"):
         dosa_search(bert, 0, compile=True, **SMALL)
+    # dynamo's graph limits are raised while the compiled search runs, and only then
+    assert seen == [4096] and dynamo_config.recompile_limit == limit < 4096
 
 
 @pytest.mark.skipif(not any(shutil.which(c) for c in ("g++", "c++", "clang++")),

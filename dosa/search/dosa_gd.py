@@ -30,11 +30,12 @@ evaluation the model made, including the start generator's and the order search'
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -93,15 +94,20 @@ STARTS = ("heuristic", "random", "milp")
 SCREENED: dict[str, Any] = {"variant": "improved", "round_every": 100, "steps": 1346,
                             "screen": 3}
 #: The recommended configuration (the default of ``dosa search``, measured in notebook 08's
-#: ablation): the screened one with 600 steps, and the samples this frees (up to 4,400)
-#: spent on the exact refinement of the best design: 7 x 600 + 1,008 + 4,400 ~ 10,500.
-RECOMMENDED: dict[str, Any] = {**SCREENED, "steps": 600, "refine_samples": 4400}
+#: ablation): the screened one with 400 steps, and the samples this frees (up to 6,600)
+#: spent on the exact refinement of the best design: 7 x 400 + 1,008 + 6,600 ~ 10,500.
+#: (Tried on seeds 0-1 of notebook 08's 32 area cells, runs within 5 % of the best-known
+#: design: 600 steps + 4,400 refinement samples 37 of 64, 600 + 5,200 41, 400 + 6,600 43,
+#: 300 + 7,300 41 with a worse worst cell.)
+RECOMMENDED: dict[str, Any] = {**SCREENED, "steps": 400, "refine_samples": 6600}
 
 
+#: The predictor values that mean the analytical model itself (no learned latency model).
+ANALYTICAL: tuple[str | None, ...] = (None, "analytical")
 #: What the exact refinement needs of each option: it optimises network EDP on the analytical
 #: model and chooses pe_dim itself.
 REFINEMENT_NEEDS: dict[str, tuple[str | None, ...]] = {
-    "objective": ("edp",), "predictor": (None, "analytical"), "pe_dim": (None,)}
+    "objective": ("edp",), "predictor": ANALYTICAL, "pe_dim": (None,)}
 
 
 def refinement_blocker(objective: str, predictor: str | None, pe_dim: int | None
@@ -185,7 +191,7 @@ class DosaConfig:
                              f"got {self.refine_samples!r}")
         if not isinstance(self.compile, bool):
             raise ValueError(f"compile must be true or false, got {self.compile!r}")
-        if self.compile and self.predictor not in (None, "analytical"):
+        if self.compile and self.predictor not in ANALYTICAL:
             raise ValueError(f"compile=True needs the analytical model (predictor None or "
                              f"'analytical'), got predictor={self.predictor!r}")
         blocker = refinement_blocker(self.objective, self.predictor, self.pe_dim)
@@ -539,7 +545,8 @@ def _objective_loss(objective: str, cycles: torch.Tensor, energy: torch.Tensor) 
 class _Adam:
     """Adam on one tensor: torch's own functional ``adam`` with the state and arguments of
     ``torch.optim.Adam``'s defaults, so the same steps to the bit. Not the class itself, whose
-    first construction imports ``torch._dynamo``: 1.5 s of every ``dosa search`` command."""
+    first construction imports ``torch._dynamo`` (0.3-0.7 s of a ``dosa search`` command,
+    measured A/B)."""
 
     def __init__(self, param: torch.Tensor, lr: float) -> None:
         self.param, self.lr = param, lr
@@ -579,16 +586,31 @@ def step_loss(problem: _Problem, theta: torch.Tensor, rank: torch.Tensor, smooth
 
 @functools.cache
 def _compiled_step_loss() -> Callable[..., Any]:
-    """:func:`step_loss` under ``torch.compile``, one per process. It specialises on the
-    network's shape and on the configuration (two graphs each: the first step sets the
-    scale), so a sweep needs far more than dynamo's default 8 graphs per function, past
-    which a ``fullgraph`` compile fails: the limits are raised for it."""
+    """:func:`step_loss` under ``torch.compile``, one per process (inductor caches it)."""
+    return torch.compile(step_loss, dynamic=False, fullgraph=True)
+
+
+@contextlib.contextmanager
+def _compile_limits() -> Iterator[None]:
+    """Dynamo's graph limits raised while a compiled search runs, and only then: the step
+    loss specialises on the network's shape and on the configuration (two graphs each: the
+    first step sets the scale), so a sweep needs far more than the default 8 graphs per
+    function, past which a ``fullgraph`` compile fails (measured)."""
     from torch._dynamo import config as dynamo_config
 
-    dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 4096)
-    dynamo_config.accumulated_recompile_limit = max(dynamo_config.accumulated_recompile_limit,
-                                                    4096)
-    return torch.compile(step_loss, dynamic=False, fullgraph=True)
+    with dynamo_config.patch(recompile_limit=4096, accumulated_recompile_limit=4096):
+        yield
+
+
+def _compiling_step(*args: Any) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """A compiled step that may build a graph: whatever inductor raises there (e.g. without a
+    C++ compiler) becomes one line naming the option."""
+    try:
+        return _compiled_step_loss()(*args)
+    except Exception as err:  # inductor's errors have no common base class
+        first = (str(err).strip().splitlines() or [""])[0]
+        raise ValueError(f"compile=True: torch.compile failed here ({type(err).__name__}: "
+                         f"{first}); run without compile") from None
 
 
 def _run_starts(network: Network, cfg: DosaConfig, seed: int, predictor: Any, lr: float,
@@ -627,19 +649,11 @@ def _run_starts(network: Network, cfg: DosaConfig, seed: int, predictor: Any, lr
     opt = _Adam(theta, lr)
     smooth = cfg.smooth_temperature()
     scale: tuple[torch.Tensor, torch.Tensor] | None = None
+    # compiled: the first two steps build the graphs (without and with the scale)
+    steps = [_compiling_step] * 2 + [_compiled_step_loss()] if cfg.compile else [step_loss]
     for step in range(cfg.steps):
-        if cfg.compile:
-            try:
-                loss, scale = _compiled_step_loss()(problem, theta, rank, smooth, predictor,
-                                                    scale)
-            except Exception as err:  # whatever inductor raises, e.g. without a C++ compiler
-                if step:
-                    raise
-                first = (str(err).strip().splitlines() or [""])[0]
-                raise ValueError(f"compile=True: torch.compile failed here "
-                                 f"({type(err).__name__}: {first}); run without compile") from None
-        else:
-            loss, scale = step_loss(problem, theta, rank, smooth, predictor, scale)
+        loss, scale = steps[min(step, len(steps) - 1)](problem, theta, rank, smooth, predictor,
+                                                      scale)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss at step {step}")
         theta.grad = None
@@ -695,7 +709,8 @@ def dosa_search(network: Network | str, seed: int, *, progress: bool = False,
     bar = tqdm(total=cfg.steps, disable=not progress, unit="step",
                desc=f"dosa {network.name} ({cfg.starts} starts)")
     try:
-        with single_threaded():  # G x L rows per step: small ops, where threads only spin
+        # G x L rows per step: small ops, where threads only spin
+        with single_threaded(), _compile_limits() if cfg.compile else contextlib.nullcontext():
             records = _run_starts(network, cfg, seed, predictor, lr, bar)
     finally:
         bar.close()
