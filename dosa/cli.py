@@ -232,10 +232,10 @@ def _check_dosa_options(args: argparse.Namespace) -> None:
     if args.refine_samples:
         blocker = refinement_blocker(args.objective or "edp", args.predictor, args.pe_dim)
         if blocker is not None:
-            flag = _REFINEMENT_FLAGS.get(blocker, f"another {_flag(blocker)}")
             raise ValueError(f"--refine-samples {args.refine_samples} (the exact refinement "
                              "optimises network EDP on the analytical model with a free "
-                             f"pe_dim) needs {flag}; give --refine-samples 0 or leave it out")
+                             f"pe_dim) needs {_REFINEMENT_FLAGS[blocker]}; give "
+                             "--refine-samples 0 or leave it out")
 
 
 def _warm_start(folder: str, network: Any) -> dict[str, Any]:

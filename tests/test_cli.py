@@ -797,6 +797,13 @@ def test_search_screen_beyond_starts_is_refused(given: list[str], starts: int, t
     assert f"exceeds the number of starts ({starts}, see --starts)" in err and calls == []
 
 
+def test_refinement_flags_cover_what_the_refinement_needs() -> None:
+    from dosa.cli import _REFINEMENT_FLAGS
+    from dosa.search.dosa_gd import REFINEMENT_NEEDS
+
+    assert set(_REFINEMENT_FLAGS) == set(REFINEMENT_NEEDS)
+
+
 @pytest.mark.parametrize(("given", "needs"), [
     (["--objective", "latency"], "needs --objective edp"),
     (["--pe-dim", "16"], "needs no --pe-dim"),
