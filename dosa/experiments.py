@@ -29,6 +29,7 @@ from typing import Any
 import pandas as pd
 
 from dosa.claims import artifacts_dir, runs_dir
+from dosa.io import atomic_write_text
 from dosa.search.dosa_gd import RECOMMENDED, SCREENED
 from dosa.search.options import PAPER_SEEDS
 from dosa.search.result import MAPPINGS_FILE, RESULT_FILE, ResultError, SearchResult
@@ -360,6 +361,35 @@ def search_to_folder(network: Network, method: str, seed: int, config: Mapping[s
     return result, False
 
 
+#: Folder of the run cache's key index: one file per key digest naming the folder (relative
+#: to the cache root) that holds that run, so an identical run stored under another
+#: experiment or label is found without recomputing it (``stored_result`` still checks the
+#: whole key, so a stale or overwritten entry only means a recomputation).
+KEY_INDEX = ".by-key"
+
+
+def key_digest(key: Mapping[str, Any]) -> str:
+    """sha256 of a run key's canonical JSON: the name of its entry in :data:`KEY_INDEX`."""
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def _indexed_result(root: Path, key: Mapping[str, Any]) -> tuple[SearchResult, str] | None:
+    """The identical run stored anywhere under ``root`` (via its key index), or None."""
+    entry = root / KEY_INDEX / key_digest(key)
+    try:
+        where = entry.read_text(encoding="utf-8").strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    folder = (root / where).resolve()
+    if not folder.is_relative_to(root.resolve()):
+        return None
+    try:
+        stored = stored_result(folder, key)
+    except StaleResultError:
+        return None
+    return (stored, where) if stored is not None else None
+
+
 def run(workload: str | Network, method: str, seed: int, *, experiment: str,
         config: dict[str, Any] | None = None, root: str | Path | None = None,
         export: str | Path | None = None, progress: bool = False, force: bool = False,
@@ -368,29 +398,38 @@ def run(workload: str | Network, method: str, seed: int, *, experiment: str,
 
     ``root`` is the cache (default :func:`dosa.claims.runs_dir`); the result is also exported
     to ``export`` (default ``<artifacts>/results``). ``label`` names the result folder
-    (default: the method), so two configurations of one method live side by side.
+    (default: the method), so two configurations of one method live side by side. A run with
+    the same key stored under another experiment or label (e.g. an area study's unbounded
+    budget and Fig. 7's run) is copied, not recomputed.
     """
     network = workload if isinstance(workload, Network) else load_network(workload)
     config = dict(config or {})
     key = run_key(network, method, seed, config)
     name = label or method
-    cache = run_dir(Path(root) if root is not None else runs_dir(), experiment, network.name,
-                    name, seed)
+    root = Path(root) if root is not None else runs_dir()
+    cache = run_dir(root, experiment, network.name, name, seed)
     result = None
     if not force:
         try:
             result = stored_result(cache, key)
         except StaleResultError as err:
             log.info("recomputing: %s", err)
+        if result is not None:
+            log.info("reusing the identical run %s/%s/%s seed %d from this reproduce",
+                     experiment, network.name, name, seed)
+        elif (found := _indexed_result(root, key)) is not None:
+            result, where = found
+            log.info("reusing the identical run in %s for %s/%s/%s seed %d", where,
+                     experiment, network.name, name, seed)
+            result.write(cache, network)
     if result is None:
         log.info("running %s/%s/%s seed %d", experiment, network.name, name, seed)
         result = method_fn(method)(network, seed, progress=progress, checkpoint_dir=cache,
                                    **config)
         result.provenance = key
         result.write(cache, network)
-    else:
-        log.info("reusing the identical run %s/%s/%s seed %d from this reproduce", experiment,
-                 network.name, name, seed)
+    atomic_write_text(root / KEY_INDEX / key_digest(key),
+                      cache.relative_to(root).as_posix() + "\n")
     target = Path(export) if export is not None else artifacts_dir() / "results"
     result.write(run_dir(target, experiment, network.name, name, seed), network)
     return result

@@ -104,11 +104,10 @@ def surrogate() -> Iterator[None]:
         _SURROGATE.reset(token)
 
 
-@torch.compiler.assume_constant_result
 def _surrogate_on() -> bool:
-    """Whether :func:`surrogate` is active; a constant to ``torch.compile`` (which cannot trace
-    a ContextVar), so a compiled search step is one graph. Compiled code never sees the block
-    change: :func:`surrogate` serves tests and measurements, not the search."""
+    """Whether :func:`surrogate` is active. A compiled search marks it a constant (dynamo cannot
+    trace a ContextVar), so its step is one graph; compiled code never sees the block change:
+    :func:`surrogate` serves tests and measurements, not the search."""
     return _SURROGATE.get()
 
 

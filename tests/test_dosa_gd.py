@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -324,6 +326,16 @@ def test_compile_failure_is_one_clear_error(bert: Network, monkeypatch: pytest.M
         dosa_search(bert, 0, compile=True, **SMALL)
     # dynamo's graph limits are raised while the compiled search runs, and only then
     assert seen == [4096] and dynamo_config.recompile_limit == limit < 4096
+
+
+def test_an_eager_search_never_imports_dynamo() -> None:
+    """Only ``--compile`` needs torch._dynamo; importing it cost every command 1.0 s."""
+    code = ("import sys; from dosa.search.dosa_gd import dosa_search; "
+            "dosa_search('bert', 0, starts=1, steps=3, round_every=3, variant='paper'); "
+            "print('torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
 
 
 @pytest.mark.skipif(not any(shutil.which(c) for c in ("g++", "c++", "clang++")),

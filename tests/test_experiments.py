@@ -19,6 +19,19 @@ def _net(k: int = 32, name: str = "tiny") -> Network:
                           Layer("fc", C=64, K=10, count=2)))
 
 
+def _counted_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The methods :func:`run` computes from now on (each still runs)."""
+    calls: list[str] = []
+    real = experiments.method_fn
+
+    def counting(name: str):  # noqa: ANN202
+        fn = real(name)
+        return lambda *a, **k: calls.append(name) or fn(*a, **k)
+
+    monkeypatch.setattr(experiments, "method_fn", counting)
+    return calls
+
+
 def test_key_holds_content_config_code_and_predictor() -> None:
     base = run_key(_net(), "random", 0, CFG)
     assert run_key(_net(), "random", 0, dict(reversed(list(CFG.items())))) == base
@@ -45,14 +58,7 @@ def test_run_reuses_only_identical_runs(tmp_path: Path, monkeypatch: pytest.Monk
     cache, export = tmp_path / "cache", tmp_path / "art"
     kw = {"experiment": "t", "config": CFG, "root": cache, "export": export}
     first = run(_net(), "random", 0, **kw)
-    calls = []
-    real = experiments.method_fn
-
-    def counting(name: str):  # noqa: ANN202
-        fn = real(name)
-        return lambda *a, **k: calls.append(name) or fn(*a, **k)
-
-    monkeypatch.setattr(experiments, "method_fn", counting)
+    calls = _counted_calls(monkeypatch)
     again = run(_net(), "random", 0, **kw)
     assert calls == [] and again.edp == first.edp
     # same name, other content: recomputed, never the stale result
@@ -66,6 +72,45 @@ def test_run_reuses_only_identical_runs(tmp_path: Path, monkeypatch: pytest.Monk
     # exported reference copy is complete
     out = export / "t" / "tiny" / "random" / "seed0"
     assert SearchResult.read(out).provenance["code_sha256"] == "0" * 64
+
+
+def test_identical_run_under_another_experiment_is_copied(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache, export = tmp_path / "cache", tmp_path / "art"
+    first = run(_net(), "random", 0, experiment="fig7", config=CFG, root=cache, export=export)
+    calls = _counted_calls(monkeypatch)
+    copy = run(_net(), "random", 0, experiment="area", config=CFG, root=cache, export=export,
+               label="random-unbounded")
+    assert calls == [] and copy.to_json() == first.to_json()
+    for root in (cache, export):
+        stored = SearchResult.read(root / "area" / "tiny" / "random-unbounded" / "seed0")
+        assert stored.to_json() == first.to_json()
+    # another seed has another key: computed, even though the index holds a run of this name
+    run(_net(), "random", 1, experiment="area", config=CFG, root=cache, export=export)
+    assert calls == ["random"]
+
+
+def test_key_index_never_serves_another_run(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    cache, export = tmp_path / "cache", tmp_path / "art"
+    kw = {"config": CFG, "root": cache, "export": export}
+    first = run(_net(), "random", 0, experiment="a", **kw)
+    key = run_key(_net(), "random", 0, CFG)
+    entry = cache / experiments.KEY_INDEX / experiments.key_digest(key)
+    assert entry.read_text().strip() == "a/tiny/random/seed0"
+    # the indexed folder now holds another run: the entry is stale, the run is recomputed
+    run(_net(), "random", 0, experiment="a", force=True, config={**CFG, "num_hw": 3},
+        root=cache, export=export)
+    calls = _counted_calls(monkeypatch)
+    again = run(_net(), "random", 0, experiment="b", **kw)
+    assert calls == ["random"] and again.edp == first.edp
+    assert entry.read_text().strip() == "b/tiny/random/seed0"
+    # an entry pointing outside the cache is ignored
+    outside = tmp_path / "elsewhere"
+    first.write(outside, _net())
+    entry.write_text("../elsewhere\n")
+    run(_net(), "random", 0, experiment="c", **kw)
+    assert calls == ["random", "random"]
 
 
 def test_search_to_folder_refuses_another_run(tmp_path: Path) -> None:

@@ -45,6 +45,7 @@ import torch
 from torch.optim.adam import adam
 from tqdm import tqdm
 
+from dosa import model
 from dosa.evaluation import network_edp, network_objective, objective_of
 from dosa.hardware import Hardware, area_model
 from dosa.mapping import (
@@ -586,7 +587,12 @@ def step_loss(problem: _Problem, theta: torch.Tensor, rank: torch.Tensor, smooth
 
 @functools.cache
 def _compiled_step_loss() -> Callable[..., Any]:
-    """:func:`step_loss` under ``torch.compile``, one per process (inductor caches it)."""
+    """:func:`step_loss` under ``torch.compile``, one per process (inductor caches it).
+
+    The model's surrogate switch is marked constant here, not where it is defined: the mark
+    imports ``torch._dynamo``, which cost every command 1.0 s at import (``-X importtime``).
+    """
+    torch.compiler.assume_constant_result(model._surrogate_on)  # marks the function in place
     return torch.compile(step_loss, dynamic=False, fullgraph=True)
 
 
