@@ -140,5 +140,6 @@ def main() -> None:
                 default, "s (recommended configuration, search only)"),
             **compiled_claims})
 
+
 if __name__ == "__main__":
     main()
